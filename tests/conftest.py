@@ -1,0 +1,38 @@
+"""Shared test fixtures: real photos (scikit-image ships them), seeds, small helpers."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def photo(name: str) -> np.ndarray:
+    """A real photo from scikit-image's bundled data (astronaut, coffee, chelsea, rocket, ...), HxWx3 uint8."""
+    import skimage.data
+
+    return getattr(skimage.data, name)()
+
+
+def photo_batch(size: int, names=("astronaut", "coffee")) -> torch.Tensor:
+    """Real photos brought to size x size with the evaluation protocol: float [B, 3, size, size] in [0, 1]."""
+    from zoo.images import load_images
+
+    return load_images([photo(n) for n in names], size=size)
+
+
+@pytest.fixture
+def photos64() -> torch.Tensor:
+    return photo_batch(64)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    np.random.seed(0)

@@ -1,0 +1,403 @@
+"""The one interface: images in, `Codes` out, and back.
+
+Images cross the public boundary as float tensors ``[B, 3, H, W]`` with values in ``[0, 1]`` (RGB). Every family
+converts to its own normalisation inside `_encode` / `_decode`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .errors import CheckpointError, InputError
+
+__all__ = ["Codes", "TokenizerSpec", "Tokenizer", "check_images"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Codes
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class Codes:
+    """Discrete tokens of a batch of images.
+
+    Attributes:
+        indices: int64 ``[B, T, G]``: T token positions, G parallel groups (sub-codebooks or branches; 1 for VQ).
+        lengths: int64 ``[B]`` valid tokens per image (a prefix of T), or None when all T are valid.
+        grid: ``(h, w)`` when the T positions are a row-major 2-D map, else None (1-D sequences).
+        scales: tokens per scale for multi-scale residual codes (concatenated along T; ``sum(scales) == T``).
+        codebook_sizes: codebook size of each of the G groups; used to validate indices.
+        model: the name (or family) of the tokenizer that made them, so decoding with another one can be refused.
+    """
+
+    indices: Tensor
+    lengths: Tensor | None = None
+    grid: tuple[int, int] | None = None
+    scales: tuple[int, ...] | None = None
+    codebook_sizes: tuple[int, ...] | None = None
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.grid is not None:
+            self.grid = tuple(int(v) for v in self.grid)
+        if self.scales is not None:
+            self.scales = tuple(int(v) for v in self.scales)
+        if self.codebook_sizes is not None:
+            self.codebook_sizes = tuple(int(v) for v in self.codebook_sizes)
+
+    # ---- shape helpers ----
+    @property
+    def batch_size(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def num_tokens(self) -> int:
+        """T, the number of token positions (the longest sequence in the batch)."""
+        return int(self.indices.shape[1])
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.indices.shape[2])
+
+    def token_counts(self) -> Tensor:
+        """Valid tokens per image, int64 ``[B]``."""
+        if self.lengths is None:
+            return torch.full((self.batch_size,), self.num_tokens, dtype=torch.int64)
+        return self.lengths.detach().to("cpu", torch.int64)
+
+    def bits(self) -> Tensor:
+        """Bits per image if every token is stored with ceil(log2 K) bits per group, float64 ``[B]``."""
+        if self.codebook_sizes is None:
+            raise InputError("Codes.bits() needs codebook_sizes")
+        per_token = sum(math.ceil(math.log2(k)) for k in self.codebook_sizes)
+        return self.token_counts().to(torch.float64) * per_token
+
+    def to(self, device: torch.device | str) -> "Codes":
+        lengths = None if self.lengths is None else self.lengths.to(device)
+        return Codes(self.indices.to(device), lengths, self.grid, self.scales, self.codebook_sizes, self.model)
+
+    def __getitem__(self, item: int | slice) -> "Codes":
+        """The codes of some images of the batch (an int keeps the batch dimension)."""
+        if isinstance(item, int):
+            item = slice(item, item + 1 if item != -1 else None)
+        lengths = None if self.lengths is None else self.lengths[item]
+        return Codes(self.indices[item], lengths, self.grid, self.scales, self.codebook_sizes, self.model)
+
+    @staticmethod
+    def cat(parts: Sequence["Codes"]) -> "Codes":
+        """Concatenate along the batch; all parts must share layout (shorter sequences are padded with 0)."""
+        if not parts:
+            raise InputError("Codes.cat needs at least one Codes")
+        first = parts[0]
+        for p in parts[1:]:
+            if (p.grid, p.scales, p.codebook_sizes, p.model, p.num_groups) != (
+                first.grid, first.scales, first.codebook_sizes, first.model, first.num_groups
+            ):
+                raise InputError("Codes.cat: parts have different layouts (grid, scales, codebooks or model)")
+        T = max(p.num_tokens for p in parts)
+        any_lengths = any(p.lengths is not None or p.num_tokens != T for p in parts)
+        indices = torch.cat([nn.functional.pad(p.indices, (0, 0, 0, T - p.num_tokens)) for p in parts])
+        lengths = torch.cat([p.token_counts() for p in parts]) if any_lengths else None
+        return Codes(indices, lengths, first.grid, first.scales, first.codebook_sizes, first.model)
+
+    # ---- validation ----
+    def validate(self, codebook_sizes: Sequence[int] | None = None, max_tokens: int | None = None) -> "Codes":
+        """Check dtype, rank, index ranges and lengths; raise `InputError` naming the first problem."""
+        idx = self.indices
+        if not isinstance(idx, Tensor):
+            raise InputError(f"Codes.indices must be a torch.Tensor, got {type(idx).__name__}")
+        if idx.dtype != torch.int64:
+            raise InputError(f"Codes.indices must be int64, got {idx.dtype}")
+        if idx.dim() != 3:
+            raise InputError(f"Codes.indices must have shape [B, T, G], got {tuple(idx.shape)}")
+        if idx.shape[0] == 0 or idx.shape[1] == 0:
+            raise InputError(f"Codes.indices is empty: shape {tuple(idx.shape)}")
+        sizes = tuple(codebook_sizes) if codebook_sizes is not None else self.codebook_sizes
+        if sizes is not None:
+            if len(sizes) != idx.shape[2]:
+                raise InputError(f"Codes have {idx.shape[2]} groups but the tokenizer has {len(sizes)} codebooks")
+            for g, k in enumerate(sizes):
+                col = idx[..., g]
+                if self.lengths is not None:  # padding past a length is ignored
+                    valid = torch.arange(idx.shape[1], device=idx.device)[None] < self.lengths[:, None].to(idx.device)
+                    col = col[valid]
+                if col.numel() and (int(col.min()) < 0 or int(col.max()) >= k):
+                    raise InputError(
+                        f"Codes group {g} has indices in [{int(col.min())}, {int(col.max())}], outside the "
+                        f"codebook of size {k}: these codes were not made by this tokenizer"
+                    )
+        if max_tokens is not None and idx.shape[1] > max_tokens:
+            raise InputError(f"Codes have {idx.shape[1]} tokens per image, this tokenizer takes at most {max_tokens}")
+        if self.lengths is not None:
+            lens = self.lengths
+            if lens.dim() != 1 or lens.shape[0] != idx.shape[0]:
+                raise InputError(f"Codes.lengths must have shape [{idx.shape[0]}], got {tuple(lens.shape)}")
+            if int(lens.min()) < 1 or int(lens.max()) > idx.shape[1]:
+                raise InputError(
+                    f"Codes.lengths must be in [1, {idx.shape[1]}], got [{int(lens.min())}, {int(lens.max())}]"
+                )
+        if self.scales is not None and sum(self.scales) != idx.shape[1]:
+            raise InputError(f"Codes.scales sum to {sum(self.scales)} but there are {idx.shape[1]} tokens")
+        if self.grid is not None and self.grid[0] * self.grid[1] != idx.shape[1]:
+            raise InputError(f"Codes.grid {self.grid} does not hold {idx.shape[1]} tokens")
+        return self
+
+    # ---- files ----
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a safetensors file (indices, lengths; layout as JSON metadata). Written atomically."""
+        from safetensors.torch import save_file
+
+        tensors = {"indices": self.indices.detach().cpu().contiguous()}
+        if self.lengths is not None:
+            tensors["lengths"] = self.lengths.detach().cpu().to(torch.int64).contiguous()
+        meta = {
+            "format": "zoo.codes/1",
+            "layout": json.dumps(
+                {"grid": self.grid, "scales": self.scales, "codebook_sizes": self.codebook_sizes, "model": self.model}
+            ),
+        }
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Codes":
+        """Read a file written by `save`; a file of another kind or a corrupt one raises `InputError`."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"codes file not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != "zoo.codes/1":
+                    raise InputError(f"{path} is not a codes file written by `zoo encode` (no zoo.codes metadata)")
+                indices = f.get_tensor("indices")
+                lengths = f.get_tensor("lengths") if "lengths" in f.keys() else None
+        except InputError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise InputError(f"cannot read codes file {path}: {exc}") from None
+        layout = json.loads(meta["layout"])
+        codes = cls(indices, lengths, layout.get("grid"), layout.get("scales"), layout.get("codebook_sizes"),
+                    layout.get("model"))
+        return codes.validate()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Spec
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """What a tokenizer takes and gives, for users and for generic code (eval, training, generators)."""
+
+    family: str
+    image_size: int
+    token_layout: str  # "2d" (grid), "1d" (sequence), "multiscale" (VAR-style scales)
+    max_tokens: int
+    codebook_sizes: tuple[int, ...]
+    min_tokens: int | None = None
+    grid: tuple[int, int] | None = None
+    scales: tuple[int, ...] | None = None
+    token_choices: tuple[int, ...] | None = None  # allowed budgets when not every count in [min, max] is
+    code_dim: int | None = None
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def variable_length(self) -> bool:
+        return (self.min_tokens or self.max_tokens) != self.max_tokens
+
+    @property
+    def bits_per_token(self) -> int:
+        return sum(math.ceil(math.log2(k)) for k in self.codebook_sizes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family, "image_size": self.image_size, "token_layout": self.token_layout,
+            "min_tokens": self.min_tokens or self.max_tokens, "max_tokens": self.max_tokens,
+            "token_choices": list(self.token_choices) if self.token_choices else None,
+            "groups": self.num_groups, "codebook_sizes": list(self.codebook_sizes), "code_dim": self.code_dim,
+            "grid": list(self.grid) if self.grid else None, "scales": list(self.scales) if self.scales else None,
+            "bits_per_token": self.bits_per_token,
+            "bytes_per_image_at_max": self.max_tokens * self.bits_per_token / 8,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Image validation
+# --------------------------------------------------------------------------------------------------------------
+def check_images(images: Any, image_size: int | None = None) -> Tensor:
+    """Validate a batch at the public boundary and return it as float ``[B, 3, H, W]``.
+
+    Raises `InputError` for a non-tensor, wrong rank or channels, an integer or non-finite tensor, values outside
+    [0, 1], an empty batch, or (with `image_size`) a resolution the model cannot take.
+    """
+    if not isinstance(images, Tensor):
+        raise InputError(
+            f"images must be a float tensor [B, 3, H, W] in [0, 1], got {type(images).__name__}; "
+            "use zoo.images.load_images(...) to read files, PIL images or arrays"
+        )
+    if images.dim() == 3:
+        raise InputError(f"images must be a batch [B, 3, H, W]; got one image {tuple(images.shape)}: "
+                         "add a batch dimension with images[None]")
+    if images.dim() != 4:
+        raise InputError(f"images must have shape [B, 3, H, W], got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise InputError("images is an empty batch (B = 0)")
+    if images.shape[1] != 3:
+        hint = " (channels-last? use images.permute(0, 3, 1, 2))" if images.shape[-1] == 3 else ""
+        raise InputError(f"images must have 3 RGB channels in dim 1, got shape {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise InputError(f"images must be a float tensor in [0, 1], got {images.dtype} "
+                         "(for uint8 pixels divide by 255: images.float() / 255)")
+    if not torch.isfinite(images).all():
+        raise InputError("images contain NaN or infinite values")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        hint = " (looks like [-1, 1]: use (x + 1) / 2)" if lo < 0 and lo >= -1 - 1e-3 else ""
+        hint = hint or (" (looks like [0, 255]: divide by 255)" if hi > 1.5 else "")
+        raise InputError(f"images must have values in [0, 1], got [{lo:.3g}, {hi:.3g}]{hint}")
+    if image_size is not None and tuple(images.shape[-2:]) != (image_size, image_size):
+        raise InputError(
+            f"this tokenizer takes {image_size}x{image_size} images, got {images.shape[-2]}x{images.shape[-1]}; "
+            f"use zoo.images.center_crop_resize(..., {image_size}) (the evaluation protocol's resize and crop)"
+        )
+    return images
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tokenizer
+# --------------------------------------------------------------------------------------------------------------
+class Tokenizer(nn.Module):
+    """Base class of every family.
+
+    A family subclass sets `family`, takes its config dataclass in ``__init__`` and implements `spec`,
+    `_encode(images, num_tokens)` (images float ``[B,3,H,W]`` in [0,1], already validated) and `_decode(codes)`
+    (returns raw images, ``[B,3,H,W]``, [0,1] scale, not clamped).
+    """
+
+    family: ClassVar[str] = ""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.name: str | None = None  # the registered name, set by zoo.load
+
+    # ---- to implement ----
+    @property
+    def spec(self) -> TokenizerSpec:
+        raise NotImplementedError
+
+    def _encode(self, images: Tensor, num_tokens: int | str | None) -> Codes:
+        raise NotImplementedError
+
+    def _decode(self, codes: Codes) -> Tensor:
+        raise NotImplementedError
+
+    # ---- public API ----
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for p in self.parameters():
+            return p.dtype
+        return torch.float32
+
+    def encode(self, images: Tensor, num_tokens: int | str | None = None, **kwargs: Any) -> Codes:
+        """Tokenize images float ``[B,3,H,W]`` in [0,1] -> `Codes`.
+
+        `num_tokens` picks a budget for variable-length families (see `spec`); fixed-length ones refuse any
+        other count than theirs.
+        """
+        spec = self.spec
+        images = check_images(images, spec.image_size)
+        self._check_budget(num_tokens)
+        with torch.no_grad():
+            codes = self._encode(images.to(self.device, self.dtype), num_tokens, **kwargs)
+        if codes.model is None:
+            codes.model = self.name or self.family
+        if codes.codebook_sizes is None:
+            codes.codebook_sizes = spec.codebook_sizes
+        return codes
+
+    def decode(self, codes: Codes, clamp: bool = True) -> Tensor:
+        """`Codes` -> images float ``[B,3,H,W]``; clamped to [0,1] unless `clamp=False` (raw model output)."""
+        if not isinstance(codes, Codes):
+            raise InputError(f"decode takes a zoo.Codes, got {type(codes).__name__}")
+        spec = self.spec
+        codes.validate(spec.codebook_sizes, spec.max_tokens)
+        if codes.model is not None and self.name is not None and codes.model not in (self.name, self.family):
+            raise InputError(f"these codes were made by {codes.model!r}; decode them with that model, not {self.name!r}")
+        self._check_decodable(codes)
+        with torch.no_grad():
+            images = self._decode(codes.to(self.device))
+        return images.clamp(0.0, 1.0) if clamp else images
+
+    def reconstruct(self, images: Tensor, num_tokens: int | str | None = None, clamp: bool = True,
+                    **kwargs: Any) -> Tensor:
+        """encode then decode: float ``[B,3,H,W]`` in [0,1] -> same shape."""
+        return self.decode(self.encode(images, num_tokens=num_tokens, **kwargs), clamp=clamp)
+
+    # ---- checks shared by families ----
+    def _check_budget(self, num_tokens: int | str | None) -> None:
+        spec = self.spec
+        if num_tokens is None:
+            return
+        if isinstance(num_tokens, str):
+            if num_tokens != "auto" or not spec.variable_length:
+                raise InputError(f"num_tokens={num_tokens!r} is not supported by {self.family}")
+            return
+        lo = spec.min_tokens or spec.max_tokens
+        if not spec.variable_length and num_tokens != spec.max_tokens:
+            raise InputError(
+                f"{self.name or self.family} always uses {spec.max_tokens} tokens; num_tokens={num_tokens} is not "
+                "possible (variable-length families: onedpiece-*, alit-*)"
+            )
+        if not lo <= num_tokens <= spec.max_tokens:
+            raise InputError(f"num_tokens must be in [{lo}, {spec.max_tokens}], got {num_tokens}")
+        if spec.token_choices and num_tokens not in spec.token_choices:
+            raise InputError(f"num_tokens must be one of {list(spec.token_choices)}, got {num_tokens}")
+
+    def _check_decodable(self, codes: Codes) -> None:
+        """Fixed-length families need all tokens; variable-length ones override to accept prefixes."""
+        spec = self.spec
+        counts = codes.token_counts()
+        if not spec.variable_length and (codes.num_tokens != spec.max_tokens or bool((counts != spec.max_tokens).any())):
+            raise InputError(
+                f"{self.name or self.family} decodes exactly {spec.max_tokens} tokens per image, got "
+                f"{sorted(set(counts.tolist()))}"
+            )
+
+    # ---- folders ----
+    def save_pretrained(self, directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into `directory` (see zoo.loading)."""
+        from .loading import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> "Tokenizer":
+        from .loading import load
+
+        model = load(directory, **kwargs)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"

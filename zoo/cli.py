@@ -1,0 +1,277 @@
+"""The `zoo` command: list | info | reconstruct | encode | decode (other packages add their own subcommands).
+
+Bad input exits with code 2 and a one-line message; nothing prints a traceback for a user mistake.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import InputError, ZooError
+
+# Packages that add subcommands: each module has `add_commands(subparsers)`.
+EXTENSIONS: tuple[str, ...] = ()
+
+
+def _device(name: str | None) -> str:
+    import torch
+
+    if name in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device is available here (use --device cpu)")
+    return name
+
+
+def _load(args: argparse.Namespace):
+    from .loading import load
+
+    return load(args.model, checkpoint=getattr(args, "checkpoint", None), device=_device(args.device))
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool = True):
+    if not enabled or total <= 1:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr)
+
+
+def _batches(items: Sequence[Any], size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _parse_tokens(text: str | None) -> list[int | str] | None:
+    if text is None:
+        return None
+    out: list[int | str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "auto":
+            out.append(part)
+            continue
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise InputError(f"--tokens takes integers separated by commas (or 'auto'), got {part!r}") from None
+    return out
+
+
+# -------------------------------------------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import get_entry, list_models
+
+    names = list_models(args.pattern, args.family)
+    if args.json:
+        print(json.dumps([_entry_summary(get_entry(n)) for n in names], indent=2))
+        return 0
+    width = max((len(n) for n in names), default=10)
+    for n in names:
+        e = get_entry(n)
+        metric = ", ".join(f"{m.name} {m.value:g}" for m in e.metrics[:2])
+        print(f"{n:<{width}}  {e.family:<12} {metric:<22} {e.description[:70]}")
+    return 0
+
+
+def _entry_summary(e) -> dict[str, Any]:
+    return {"name": e.name, "family": e.family, "description": e.description, "hub_repo": e.hub_repo,
+            "hub_file": e.hub_file, "url": e.url,
+            "metrics": [m.__dict__ for m in e.metrics], "license": e.license, "paper": e.paper}
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .config import config_from_dict, config_to_dict
+    from .registry import get_entry, get_family
+
+    e = get_entry(args.model)
+    fam = get_family(e.family)
+    config = config_from_dict(fam.config_cls, dict(e.config))
+    with __import__("torch").device("meta"):
+        model = fam.tokenizer_cls(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    info = {**_entry_summary(e), "official_code": fam.official_repo, "config": config_to_dict(config),
+            "parameters": n_params, "spec": model.spec.as_dict(), "citation": e.citation}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{e.name}  ({fam.description})")
+    print(f"  {e.description}")
+    where = f"hf://{e.hub_repo}/{e.hub_file}" if e.hub_repo else (e.url or "packaged with zoo")
+    print(f"  weights:     {where}")
+    print(f"  parameters:  {n_params:,}")
+    spec = model.spec.as_dict()
+    tokens = spec["max_tokens"] if spec["min_tokens"] == spec["max_tokens"] else f"{spec['min_tokens']}..{spec['max_tokens']}"
+    print(f"  input:       {spec['image_size']}x{spec['image_size']} RGB in [0, 1]")
+    print(f"  tokens:      {tokens} ({spec['token_layout']}), {spec['groups']} group(s), codebooks "
+          f"{spec['codebook_sizes']}, {spec['bits_per_token']} bits/token, "
+          f"{spec['bytes_per_image_at_max']:g} bytes/image at most")
+    for m in e.metrics:
+        print(f"  {m.name}: {m.value:g} on {m.dataset}" + (f" [{m.protocol}]" if m.protocol else "")
+              + (f" ({m.source})" if m.source else ""))
+    print(f"  license:     {e.license or 'unknown'}   paper: {e.paper}")
+    print(f"  config:      {json.dumps(config_to_dict(config))}")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from .images import list_image_files, load_images, make_grid, psnr, save_image
+
+    files = list_image_files(args.images)
+    tok = _load(args)
+    spec = tok.spec
+    budgets = _parse_tokens(args.tokens) or [None]
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_for_grid: list[torch.Tensor] = []
+    scores: list[float] = []
+    for chunk in _progress(list(_batches(files, args.batch_size)), (len(files) + args.batch_size - 1) // args.batch_size,
+                           "reconstruct", not args.quiet):
+        images = load_images(chunk, size=spec.image_size, crop=args.crop)
+        rows = [images]
+        for k in budgets:
+            recon = tok.reconstruct(images.to(tok.device), num_tokens=k).cpu()
+            rows.append(recon)
+            suffix = "" if k is None else f"_k{k}"
+            for f, img in zip(chunk, recon):
+                save_image(img, out / f"{f.stem}{suffix}.png")
+            if k == budgets[-1]:
+                scores.extend(psnr(recon, images).tolist())
+        for i in range(images.shape[0]):
+            rows_for_grid.append(torch.stack([r[i] for r in rows]))
+    grid_path = save_image(make_grid(rows_for_grid), out / "grid.png")
+    labels = ["original"] + [("full" if k is None else f"{k} tokens") for k in budgets]
+    print(f"wrote {len(files) * len(budgets)} reconstructions and {grid_path} (columns: {' | '.join(labels)})")
+    print(f"PSNR (uint8, last budget): mean {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .api import Codes
+    from .images import list_image_files, load_images
+
+    files = list_image_files(args.images)
+    tok = _load(args)
+    budget = _parse_tokens(args.tokens)
+    if budget and len(budget) != 1:
+        raise InputError("zoo encode takes one --tokens value")
+    parts = []
+    for chunk in _progress(list(_batches(files, args.batch_size)), (len(files) + args.batch_size - 1) // args.batch_size,
+                           "encode", not args.quiet):
+        images = load_images(chunk, size=tok.spec.image_size, crop=args.crop)
+        parts.append(tok.encode(images.to(tok.device), num_tokens=budget[0] if budget else None).to("cpu"))
+    codes = Codes.cat(parts)
+    codes.save(args.output)
+    Path(args.output + ".files.txt" if not str(args.output).endswith(".safetensors") else
+         str(args.output)[:-len(".safetensors")] + ".files.txt").write_text("\n".join(str(f) for f in files) + "\n")
+    bits = codes.bits()
+    print(f"wrote {args.output}: {codes.batch_size} image(s), indices {tuple(codes.indices.shape)}, "
+          f"{float(bits.mean()) / 8:.1f} bytes/image")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from .api import Codes
+    from .images import save_image
+
+    codes = Codes.load(args.codes)
+    if args.model is None:
+        if codes.model is None:
+            raise InputError(f"{args.codes} does not say which model made it: pass -m NAME")
+        args.model = codes.model
+    tok = _load(args)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    names_file = Path(str(args.codes)[:-len(".safetensors")] + ".files.txt") if str(args.codes).endswith(
+        ".safetensors") else Path(str(args.codes) + ".files.txt")
+    names = [Path(l).stem for l in names_file.read_text().split()] if names_file.is_file() else []
+    if len(names) != codes.batch_size:
+        names = [f"{i:05d}" for i in range(codes.batch_size)]
+    index = 0
+    for start in _progress(range(0, codes.batch_size, args.batch_size),
+                           (codes.batch_size + args.batch_size - 1) // args.batch_size, "decode", not args.quiet):
+        images = tok.decode(codes[start:start + args.batch_size]).cpu()
+        for img in images:
+            save_image(img, out / f"{names[index]}.png")
+            index += 1
+    print(f"wrote {index} image(s) to {out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="zoo", description="Image tokenizers: load by name, reconstruct, "
+                                     "encode/decode, evaluate, train.")
+    parser.add_argument("--version", action="version", version=f"visual-tokenizer-zoo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered models")
+    p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'onedpiece-*'")
+    p.add_argument("--family", help="only this family")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="show a model's entry, size, token layout and published metrics")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    def common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
+        p.add_argument("-m", "--model", required=model_required, help="registered name, folder, or hf://user/repo")
+        p.add_argument("--checkpoint", help="official checkpoint file for a registered name (downloaded by hand)")
+        p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("reconstruct", help="encode and decode images; write PNGs, a comparison grid, PSNR")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    common(p)
+    p.add_argument("-o", "--output", default="reconstructions")
+    p.add_argument("--tokens", help="token budgets, e.g. 8,32,256 (variable-length models): one grid column each")
+    p.add_argument("--crop", default="center", choices=["center", "adm", "none"])
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("encode", help="images -> a codes file (safetensors)")
+    p.add_argument("images", nargs="+")
+    common(p)
+    p.add_argument("-o", "--output", default="codes.safetensors")
+    p.add_argument("--tokens", help="token budget (variable-length models)")
+    p.add_argument("--crop", default="center", choices=["center", "adm", "none"])
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="a codes file -> PNG images")
+    p.add_argument("codes")
+    common(p, model_required=False)
+    p.add_argument("-o", "--output", default="decoded")
+    p.set_defaults(func=cmd_decode)
+
+    for module in EXTENSIONS:
+        importlib.import_module(module).add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
+        parser.exit(2, "zoo: error: --batch-size must be at least 1\n")
+    try:
+        return int(args.func(args) or 0)
+    except ZooError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""One module per family. A family registers itself (FamilySpec + named ModelEntries) when imported.
+
+A module is listed here once its tests pass; `zoo.registry` imports them lazily on the first lookup.
+"""
+BUILTIN_FAMILIES: list[str] = ["vqgan", "titok"]

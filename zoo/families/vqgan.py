@@ -1,0 +1,110 @@
+"""MaskGIT VQGAN (Chang et al., 2022): the f16 convolutional VQGAN with a 1024 x 256 codebook.
+
+A 256x256 image is encoded by a conv net without attention to a 16x16x256 map, each position is replaced by its
+nearest codebook row (plain euclidean lookup, no normalisation), and the conv decoder maps the 16x16 codes back to
+pixels. Inputs and outputs are in [0, 1] (no normalisation inside). Its decoder is the pixel decoder inside every
+TiTok / One-D-Piece checkpoint, and it is ALIT's base tokenizer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ..api import Codes, Tokenizer, TokenizerSpec
+from ..convert import vqgan as convert
+from ..nn.maskgit_vqgan import MaskGITConvConfig, MaskGITDecoder, MaskGITEncoder
+from ..quant import QuantizerOutput, VectorQuantizer
+from ..registry import FamilySpec, Metric, ModelEntry, register_family, register_model
+
+
+@dataclass
+class VQGANConfig:
+    image_size: int = 256
+    hidden_channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 256
+    codebook_size: int = 1024
+    beta: float = 0.25
+
+    def conv(self) -> MaskGITConvConfig:
+        return MaskGITConvConfig(self.hidden_channels, tuple(self.channel_mult), self.num_res_blocks, self.z_channels)
+
+
+TINY_CONFIG = dict(image_size=64, hidden_channels=32, channel_mult=(1, 1, 2, 2, 2), num_res_blocks=2, z_channels=32,
+                   codebook_size=64)
+
+
+class MaskGITVQGAN(Tokenizer):
+    family = "vqgan"
+
+    def __init__(self, config: VQGANConfig) -> None:
+        super().__init__(config)
+        self.encoder = MaskGITEncoder(config.conv())
+        self.quantize = VectorQuantizer(config.codebook_size, config.z_channels, l2_norm=False, beta=config.beta)
+        self.decoder = MaskGITDecoder(config.conv())
+
+    @property
+    def spec(self) -> TokenizerSpec:
+        side = self.config.image_size // self.config.conv().downsample_factor
+        return TokenizerSpec(family=self.family, image_size=self.config.image_size, token_layout="2d",
+                             max_tokens=side * side, grid=(side, side), codebook_sizes=(self.config.codebook_size,),
+                             code_dim=self.config.z_channels)
+
+    # ---- the method ----
+    def features(self, images: Tensor) -> Tensor:
+        """Pre-quantization features ``[B, z, h, w]`` of images in [0, 1]."""
+        return self.encoder(images)
+
+    def decode_features(self, z: Tensor) -> Tensor:
+        """Code vectors ``[B, z, h, w]`` (quantized, or any soft mixture of codebook rows) -> raw images."""
+        return self.decoder(z)
+
+    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
+        z = self.features(images).permute(0, 2, 3, 1)  # [B, h, w, C]
+        indices = self.quantize.quantize(z)  # [B, h, w]
+        B, h, w = indices.shape
+        return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
+
+    def _decode(self, codes: Codes) -> Tensor:
+        h, w = codes.grid or self.spec.grid
+        z_q = self.quantize.lookup(codes.indices[..., 0])  # [B, T, C]
+        return self.decode_features(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
+        """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output with the VQ loss)."""
+        q = self.quantize(self.features(images).permute(0, 2, 3, 1))
+        return self.decode_features(q.quantized.permute(0, 3, 1, 2)), q
+
+
+register_family(FamilySpec(
+    name="vqgan",
+    tokenizer_cls=MaskGITVQGAN,
+    config_cls=VQGANConfig,
+    convert=convert.convert_state_dict,
+    config_from_official=convert.config_from_official,
+    extract=convert.extract,
+    official_repo="https://github.com/bytedance/1d-tokenizer (modeling/modules/maskgit_vqgan.py)",
+    description="MaskGIT VQGAN: conv encoder/decoder without attention, f16, 1024x256 codebook",
+))
+
+register_model(ModelEntry(
+    name="maskgit-vqgan",
+    family="vqgan",
+    config={},
+    description="MaskGIT VQGAN, ImageNet 256x256, f16 (16x16 tokens), codebook 1024x256 (the TiTok port of "
+                "open-muse's MaskGIT VQGAN; TiTok's stage-1 proxy-code teacher)",
+    hub_repo="fun-research/TiTok",
+    hub_file="maskgit-vqgan-imagenet-f16-256.bin",
+    metrics=(Metric("rFID", 2.28, "ImageNet-1k val 50k, 256x256",
+                    "as reported in the TiTok paper's comparison table (MaskGIT's own tokenizer)",
+                    "TiTok paper, arXiv 2406.07550"),),
+    license="apache-2.0",
+    paper="https://arxiv.org/abs/2202.04200",
+    code="https://github.com/bytedance/1d-tokenizer",
+    citation="@inproceedings{chang2022maskgit, title={MaskGIT: Masked Generative Image Transformer}, "
+             "author={Chang, Huiwen and Zhang, Han and Jiang, Lu and Liu, Ce and Freeman, William T.}, "
+             "booktitle={CVPR}, year={2022}}",
+    tags=("vqgan", "2d-tokens"),
+))

@@ -1,0 +1,237 @@
+"""Images in and out: any path / PIL image / array / tensor -> float RGB in [0, 1]; crop protocols; PNGs, grids."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Reading
+# -------------------------------------------------------------------------------------------------------------
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file; corrupt or truncated files raise `InputError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now, so truncated data fails here rather than later
+            img = ImageOps.exif_transpose(img)
+            return img.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"cannot read image {path}: {exc} (corrupt, truncated or not an image)") from None
+
+
+def pil_to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, RGBA, P, CMYK, I;16, I, F, ...) -> RGB; transparency is composited on white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr * 255.0 if arr.max() <= 1.0 else arr
+        return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if mode in ("RGBA", "LA", "PA") or img.mode == "RGBA":
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def to_tensor(image: Any) -> Tensor:
+    """One image -> float ``[3, H, W]`` in [0, 1].
+
+    Accepts a path, a PIL image (any mode), a numpy array (HxW, HxWx{1,3,4}; uint8, uint16 or float in [0, 1]) or a
+    tensor ``[3, H, W]`` / ``[H, W, 3]`` (uint8 or float in [0, 1]).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image = open_image(image)
+    if isinstance(image, Image.Image):
+        arr = np.asarray(pil_to_rgb(image), dtype=np.uint8)
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    if isinstance(image, np.ndarray):
+        return _array_to_tensor(image)
+    if isinstance(image, Tensor):
+        t = image.detach().cpu()
+        if t.dim() == 3 and t.shape[0] not in (1, 3, 4) and t.shape[-1] in (1, 3, 4):
+            t = t.permute(2, 0, 1)
+        return _array_to_tensor(t.permute(1, 2, 0).numpy() if t.dim() == 3 else t.numpy())
+    raise InputError(f"cannot read an image from {type(image).__name__}; give a path, PIL image, array or tensor")
+
+
+def _array_to_tensor(arr: np.ndarray) -> Tensor:
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise InputError(f"an image array must be HxW or HxWxC with C in 1, 3, 4; got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        x = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        x = arr.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise InputError("image array contains NaN or infinite values")
+        if x.min() < -1e-3 or x.max() > 1 + 1e-3:
+            raise InputError(f"a float image array must be in [0, 1], got [{x.min():.3g}, {x.max():.3g}]")
+        x = np.clip(x, 0.0, 1.0)
+    elif arr.dtype == np.bool_:
+        x = arr.astype(np.float32)
+    else:
+        raise InputError(f"unsupported image array dtype {arr.dtype} (use uint8, uint16 or float in [0, 1])")
+    if x.shape[2] == 1:
+        x = np.repeat(x, 3, axis=2)
+    elif x.shape[2] == 4:  # composite on white like PIL inputs
+        alpha = x[:, :, 3:4]
+        x = x[:, :, :3] * alpha + (1.0 - alpha)
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).contiguous()
+
+
+def load_images(images: Any, size: int | None = None, crop: str = "center") -> Tensor:
+    """Many images -> a batch float ``[B, 3, S, S]`` in [0, 1].
+
+    images: one or a list of paths / PIL images / arrays / tensors, or a float batch tensor ``[B, 3, H, W]``.
+    size: the model's resolution; each image is brought to it with `crop`: "center" (shorter side to `size`,
+        bicubic with antialias, then centre crop: the tokenizer evaluation protocol), "adm" (ADM's centre crop)
+        or "none" (must already be size x size).
+    """
+    if isinstance(images, Tensor) and images.dim() == 4:
+        batch = images
+        if size is not None and tuple(batch.shape[-2:]) != (size, size):
+            batch = torch.stack([prepare(img, size, crop) for img in batch])
+        return batch
+    if not isinstance(images, (list, tuple)):
+        images = [images]
+    if len(images) == 0:
+        raise InputError("no images given")
+    tensors = [to_tensor(img) for img in images]
+    if size is not None:
+        tensors = [prepare(t, size, crop) for t in tensors]
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise InputError(f"images have different sizes {sorted(shapes)}; pass size= to bring them to one")
+    return torch.stack(tensors)
+
+
+def prepare(image: Tensor, size: int, crop: str = "center") -> Tensor:
+    """``[3, H, W]`` -> ``[3, size, size]`` with the named protocol."""
+    if crop == "center":
+        return center_crop_resize(image, size)
+    if crop == "adm":
+        return adm_center_crop(image, size)
+    if crop == "none":
+        if tuple(image.shape[-2:]) != (size, size):
+            raise InputError(f"image is {image.shape[-2]}x{image.shape[-1]}, expected {size}x{size} (crop='none')")
+        return image
+    raise InputError(f"unknown crop protocol {crop!r}; use 'center', 'adm' or 'none'")
+
+
+def center_crop_resize(image: Tensor, size: int) -> Tensor:
+    """Shorter side to `size` (bicubic, antialias; values clamped to [0, 1]), then the centre ``size x size`` crop.
+
+    This is the TiTok / One-D-Piece / UniTok evaluation resize: ``Resize(size, bicubic, antialias) + CenterCrop``.
+    """
+    squeeze = image.dim() == 3
+    x = image[None] if squeeze else image
+    h, w = x.shape[-2:]
+    if min(h, w) != size:
+        scale = size / min(h, w)
+        # torchvision's Resize(int) truncates the long side the same way
+        nh, nw = (size, int(w * scale)) if h <= w else (int(h * scale), size)
+        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
+    h, w = x.shape[-2:]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    x = x[..., top:top + size, left:left + size]
+    return x[0] if squeeze else x
+
+
+def adm_center_crop(image: Tensor | Image.Image, size: int) -> Tensor:
+    """ADM's ``center_crop_arr``: BOX-halve while the short side ≥ 2·size, PIL bicubic, then centre crop."""
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    pil = pil_to_rgb(pil)
+    while min(*pil.size) >= 2 * size:
+        pil = pil.resize(tuple(x // 2 for x in pil.size), resample=Image.BOX)
+    scale = size / min(*pil.size)
+    pil = pil.resize(tuple(round(x * scale) for x in pil.size), resample=Image.BICUBIC)
+    arr = np.asarray(pil)
+    top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
+    return to_tensor(arr[top:top + size, left:left + size])
+
+
+def list_image_files(paths: Iterable[str | os.PathLike], recursive: bool = True) -> list[Path]:
+    """Expand files and folders into a sorted list of image files (folders searched recursively)."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = p.rglob("*") if recursive else p.glob("*")
+            out.extend(sorted(f for f in found if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError(f"no such file or folder: {p}")
+    if not out:
+        raise InputError("no image files found in " + ", ".join(str(p) for p in paths))
+    return out
+
+
+# -------------------------------------------------------------------------------------------------------------
+# Writing
+# -------------------------------------------------------------------------------------------------------------
+def to_uint8(images: Tensor) -> Tensor:
+    """float [0, 1] -> uint8 by clamping and rounding (the evaluation protocol's quantisation)."""
+    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """``[3, H, W]`` float in [0, 1] -> PIL RGB (rounded)."""
+    return Image.fromarray(to_uint8(image).permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def save_image(image: Tensor, path: str | os.PathLike) -> Path:
+    """Write ``[3, H, W]`` as a PNG (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    to_pil(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def make_grid(rows: Sequence[Tensor], pad: int = 2, value: float = 1.0) -> Tensor:
+    """Rows of equally sized images (each ``[N, 3, H, W]``) -> one image ``[3, H', W']`` with padding."""
+    if not rows:
+        raise InputError("make_grid needs at least one row")
+    n = max(r.shape[0] for r in rows)
+    _, c, h, w = rows[0].shape
+    grid = torch.full((c, len(rows) * (h + pad) + pad, n * (w + pad) + pad), value)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            top, left = pad + i * (h + pad), pad + j * (w + pad)
+            grid[:, top:top + h, left:left + w] = img.detach().float().cpu().clamp(0, 1)
+    return grid
+
+
+def psnr(a: Tensor, b: Tensor) -> Tensor:
+    """PSNR in dB per image between two float batches in [0, 1], after uint8 rounding of both (``[B]``)."""
+    x, y = to_uint8(a).double() / 255, to_uint8(b).double() / 255
+    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return 10 * torch.log10(1.0 / mse)

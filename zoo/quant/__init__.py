@@ -1,0 +1,11 @@
+"""Quantizers shared by every family. Inputs are channel-last ``[..., D]``; indices come back as int64."""
+from .vq import QuantizerOutput, VectorQuantizer
+from .multicodebook import MultiCodebookQuantizer
+from .product import ProductQuantizer
+from .multiscale import MultiScaleResidualQuantizer
+from .usage import codebook_usage
+
+__all__ = [
+    "QuantizerOutput", "VectorQuantizer", "MultiCodebookQuantizer", "ProductQuantizer",
+    "MultiScaleResidualQuantizer", "codebook_usage",
+]

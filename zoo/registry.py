@@ -1,0 +1,127 @@
+"""The registry: families (how to build and convert) and named models (what was released, where, how good)."""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from torch import Tensor
+
+from .errors import UnknownModelError, did_you_mean
+
+StateDict = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A published or measured number with the protocol that makes it comparable."""
+
+    name: str  # "rFID", "gFID", "PSNR", "zero-shot top-1", ...
+    value: float
+    dataset: str  # "ImageNet-1k val 50k, 256x256"
+    protocol: str = ""  # crop/resize, rounding, feature extractor, reference set
+    source: str = ""  # README / paper table
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """How a family is built from our config and from an official checkpoint.
+
+    convert: official state dict -> ours (a pure function; it may return meta tensors for meta inputs).
+    config_from_official: (official config as a plain dict or None, official state dict, **overrides) -> our config.
+    extract: the loaded official file -> (official state dict, official config found inside the file or None).
+    skip: regular expressions of official keys that are dropped on purpose (training-only parts), by name.
+    """
+
+    name: str
+    tokenizer_cls: type
+    config_cls: type
+    convert: Callable[[StateDict, Any], StateDict]
+    config_from_official: Callable[..., Any]
+    extract: Callable[[Any], tuple[StateDict, dict | None]]
+    skip: tuple[str, ...] = ()
+    official_repo: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A named, released model."""
+
+    name: str
+    family: str
+    config: Mapping[str, Any]  # our config's fields
+    description: str = ""
+    hub_repo: str | None = None
+    hub_file: str | None = None
+    hub_revision: str | None = None
+    url: str | None = None  # where to download the official file when it is not on the hub
+    checkpoint_format: str = "official"  # "official" (converted on load) or "zoo" (our folder layout)
+    metrics: tuple[Metric, ...] = ()
+    license: str = ""
+    paper: str = ""
+    code: str = ""
+    citation: str = ""
+    tags: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_FAMILIES: dict[str, FamilySpec] = {}
+_MODELS: dict[str, ModelEntry] = {}
+_BUILTINS_LOADED = False
+
+
+def register_family(spec: FamilySpec) -> FamilySpec:
+    _FAMILIES[spec.name] = spec
+    return spec
+
+
+def register_model(entry: ModelEntry, overwrite: bool = False) -> ModelEntry:
+    """Add a named model (users may register their own)."""
+    if entry.name in _MODELS and not overwrite:
+        raise ValueError(f"model {entry.name!r} is already registered (pass overwrite=True to replace it)")
+    _MODELS[entry.name] = entry
+    return entry
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        from .families import BUILTIN_FAMILIES
+
+        for module in BUILTIN_FAMILIES:
+            importlib.import_module(f"zoo.families.{module}")
+
+
+def get_family(name: str) -> FamilySpec:
+    _load_builtins()
+    if name not in _FAMILIES:
+        raise UnknownModelError(f"unknown family {name!r}; known families: {sorted(_FAMILIES)}."
+                                f"{did_you_mean(name, _FAMILIES)}")
+    return _FAMILIES[name]
+
+
+def list_families() -> list[str]:
+    _load_builtins()
+    return sorted(_FAMILIES)
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_builtins()
+    if name not in _MODELS:
+        raise UnknownModelError(f"unknown model {name!r}.{did_you_mean(name, _MODELS)} "
+                                "(`zoo list` shows every registered name)")
+    return _MODELS[name]
+
+
+def list_models(pattern: str | None = None, family: str | None = None) -> list[str]:
+    """Registered model names, sorted; `pattern` is a shell-style wildcard (``"onedpiece-*"``)."""
+    _load_builtins()
+    names = sorted(_MODELS)
+    if family is not None:
+        names = [n for n in names if _MODELS[n].family == family]
+    if pattern is not None:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return names
