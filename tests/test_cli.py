@@ -48,7 +48,7 @@ def test_reconstruct_writes_pngs_grid_and_psnr(model_dir, photo_files, tmp_path,
     printed = capsys.readouterr().out
     assert "PSNR" in printed and "3 image(s)" in printed
     assert sorted(p.name for p in out.glob("*.png")) == ["astronaut.png", "chelsea.png", "coffee.png", "grid.png"]
-    assert Image.open(out / "grid.png").size == (2 * 66 + 2, 3 * 66 + 2)
+    assert Image.open(out / "grid.png").size == (3 * 66 + 2, 2 * 66 + 2)  # rows: originals, reconstructions
     # the written reconstruction is the model's reconstruction of the protocol crop
     tok = zoo.load(model_dir)
     expected = tok.reconstruct(load_images([photo_files[1]], size=64))[0]

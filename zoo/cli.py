@@ -129,25 +129,23 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     budgets = _parse_tokens(args.tokens) or [None]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    rows_for_grid: list[torch.Tensor] = []
+    grid_rows: list[list[torch.Tensor]] = [[] for _ in range(len(budgets) + 1)]  # originals, then one per budget
     scores: list[float] = []
     for chunk in _progress(list(_batches(files, args.batch_size)), (len(files) + args.batch_size - 1) // args.batch_size,
                            "reconstruct", not args.quiet):
         images = load_images(chunk, size=spec.image_size, crop=args.crop)
-        rows = [images]
-        for k in budgets:
+        grid_rows[0].append(images)
+        for row, k in enumerate(budgets, start=1):
             recon = tok.reconstruct(images.to(tok.device), num_tokens=k).cpu()
-            rows.append(recon)
+            grid_rows[row].append(recon)
             suffix = "" if k is None else f"_k{k}"
             for f, img in zip(chunk, recon):
                 save_image(img, out / f"{f.stem}{suffix}.png")
             if k == budgets[-1]:
                 scores.extend(psnr(recon, images).tolist())
-        for i in range(images.shape[0]):
-            rows_for_grid.append(torch.stack([r[i] for r in rows]))
-    grid_path = save_image(make_grid(rows_for_grid), out / "grid.png")
-    labels = ["original"] + [("full" if k is None else f"{k} tokens") for k in budgets]
-    print(f"wrote {len(files) * len(budgets)} reconstructions and {grid_path} (columns: {' | '.join(labels)})")
+    grid_path = save_image(make_grid([torch.cat(r) for r in grid_rows]), out / "grid.png")
+    labels = ["original"] + [("reconstruction" if k is None else f"{k} tokens") for k in budgets]
+    print(f"wrote {len(files) * len(budgets)} reconstructions and {grid_path} (rows: {' | '.join(labels)})")
     print(f"PSNR (uint8, last budget): mean {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)")
     return 0
 
