@@ -30,7 +30,6 @@ RULES = [
     (r"encoder\.conv_out\.(weight|bias)", r"encoder.to_code.\1"),
     (r"decoder\.(class_embedding|positional_embedding|mask_token|latent_token_positional_embedding"
      r"|ln_pre\.(?:weight|bias)|ln_post\.(?:weight|bias))", r"decoder.body.\1"),
-    (r"decoder\.transformer\.(.*)", r"decoder.body.transformer.\1"),
     (r"decoder\.ffn\.0\.(weight|bias)", r"decoder.head.fc1.\1"),  # two-stage; single-stage handled below
     (r"decoder\.ffn\.2\.(weight|bias)", r"decoder.head.fc2.\1"),
     (r"decoder\.conv_out\.(weight|bias)", r"decoder.head.conv_out.\1"),
@@ -48,7 +47,7 @@ def convert_state_dict(state_dict: Mapping[str, Tensor], config: Any) -> StateDi
     if not config.two_stage and "decoder.ffn.0.weight" in sd:
         sd["decoder.head.to_pixels.weight"] = sd.pop("decoder.ffn.0.weight")
         sd["decoder.head.to_pixels.bias"] = sd.pop("decoder.ffn.0.bias")
-    out = rename(sd, RULES)
+    out = rename(rename(sd, RULES), [(r"decoder\.transformer\.(.*)", r"decoder.body.transformer.\1")])
     # 1x1 convolutions -> Linear weights
     for key in ("encoder.to_code.weight", "decoder.head.fc1.weight", "decoder.head.fc2.weight",
                 "decoder.head.to_pixels.weight"):
