@@ -34,6 +34,8 @@ class Codes:
         scales: tokens per scale for multi-scale residual codes (concatenated along T; ``sum(scales) == T``).
         codebook_sizes: codebook size of each of the G groups; used to validate indices.
         model: the name (or family) of the tokenizer that made them, so decoding with another one can be refused.
+        folded_sizes: set by `fold()`: the codebook sizes of the G groups that were folded into one product index
+            per position (`unfold()` splits them again); None for codes that are not folded.
     """
 
     indices: Tensor
@@ -42,6 +44,7 @@ class Codes:
     scales: tuple[int, ...] | None = None
     codebook_sizes: tuple[int, ...] | None = None
     model: str | None = None
+    folded_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.grid is not None:
@@ -50,6 +53,8 @@ class Codes:
             self.scales = tuple(int(v) for v in self.scales)
         if self.codebook_sizes is not None:
             self.codebook_sizes = tuple(int(v) for v in self.codebook_sizes)
+        if self.folded_sizes is not None:
+            self.folded_sizes = tuple(int(v) for v in self.folded_sizes)
 
     # ---- shape helpers ----
     @property
@@ -80,14 +85,16 @@ class Codes:
 
     def to(self, device: torch.device | str) -> "Codes":
         lengths = None if self.lengths is None else self.lengths.to(device)
-        return Codes(self.indices.to(device), lengths, self.grid, self.scales, self.codebook_sizes, self.model)
+        return Codes(self.indices.to(device), lengths, self.grid, self.scales, self.codebook_sizes, self.model,
+                     self.folded_sizes)
 
     def __getitem__(self, item: int | slice) -> "Codes":
         """The codes of some images of the batch (an int keeps the batch dimension)."""
         if isinstance(item, int):
             item = slice(item, item + 1 if item != -1 else None)
         lengths = None if self.lengths is None else self.lengths[item]
-        return Codes(self.indices[item], lengths, self.grid, self.scales, self.codebook_sizes, self.model)
+        return Codes(self.indices[item], lengths, self.grid, self.scales, self.codebook_sizes, self.model,
+                     self.folded_sizes)
 
     @staticmethod
     def cat(parts: Sequence["Codes"]) -> "Codes":
@@ -96,15 +103,52 @@ class Codes:
             raise InputError("Codes.cat needs at least one Codes")
         first = parts[0]
         for p in parts[1:]:
-            if (p.grid, p.scales, p.codebook_sizes, p.model, p.num_groups) != (
-                first.grid, first.scales, first.codebook_sizes, first.model, first.num_groups
+            if (p.grid, p.scales, p.codebook_sizes, p.model, p.num_groups, p.folded_sizes) != (
+                first.grid, first.scales, first.codebook_sizes, first.model, first.num_groups, first.folded_sizes
             ):
                 raise InputError("Codes.cat: parts have different layouts (grid, scales, codebooks or model)")
         T = max(p.num_tokens for p in parts)
         any_lengths = any(p.lengths is not None or p.num_tokens != T for p in parts)
         indices = torch.cat([nn.functional.pad(p.indices, (0, 0, 0, T - p.num_tokens)) for p in parts])
         lengths = torch.cat([p.token_counts() for p in parts]) if any_lengths else None
-        return Codes(indices, lengths, first.grid, first.scales, first.codebook_sizes, first.model)
+        return Codes(indices, lengths, first.grid, first.scales, first.codebook_sizes, first.model, first.folded_sizes)
+
+    # ---- folding (product codes) ----
+    def fold(self) -> "Codes":
+        """One index per position: the G group indices at each position folded into one product-codebook index.
+
+        ``[B, T, G]`` -> ``[B, T, 1]`` with ``index = (...(i_0·K_1 + i_1)·K_2 + ...) + i_{G-1}`` (group 0 most
+        significant) and one codebook of size ``K_0·K_1·...``: the view of a generator that predicts the G tokens
+        of a position together (ImageFolder's two branches at each scale position: 286 positions, not 572).
+        Exact and invertible (`unfold`); G = 1 gives the same indices. Needs `codebook_sizes`.
+        """
+        if self.folded_sizes is not None:
+            raise InputError("these codes are already folded")
+        if self.codebook_sizes is None:
+            raise InputError("Codes.fold() needs codebook_sizes")
+        sizes = self.codebook_sizes
+        if len(sizes) != self.num_groups:
+            raise InputError(f"Codes have {self.num_groups} groups but {len(sizes)} codebook sizes")
+        if sum(math.log2(k) for k in sizes) >= 63:
+            raise InputError(f"the product of codebook sizes {sizes} does not fit in int64")
+        folded = torch.zeros_like(self.indices[..., 0])
+        for g, k in enumerate(sizes):
+            folded = folded * k + self.indices[..., g]
+        return Codes(folded[..., None], self.lengths, self.grid, self.scales, (math.prod(sizes),), self.model,
+                     folded_sizes=sizes)
+
+    def unfold(self) -> "Codes":
+        """The inverse of `fold`: ``[B, T, 1]`` product indices -> ``[B, T, G]`` group indices."""
+        if self.folded_sizes is None:
+            raise InputError("these codes are not folded (Codes.fold() makes folded codes)")
+        if self.num_groups != 1:
+            raise InputError(f"folded codes have one group, got {self.num_groups}")
+        rest, parts = self.indices[..., 0], []
+        for k in reversed(self.folded_sizes):
+            parts.append(torch.remainder(rest, k))
+            rest = torch.div(rest, k, rounding_mode="floor")
+        return Codes(torch.stack(parts[::-1], dim=-1), self.lengths, self.grid, self.scales, self.folded_sizes,
+                     self.model)
 
     # ---- validation ----
     def validate(self, codebook_sizes: Sequence[int] | None = None, max_tokens: int | None = None) -> "Codes":
@@ -118,6 +162,8 @@ class Codes:
             raise InputError(f"Codes.indices must have shape [B, T, G], got {tuple(idx.shape)}")
         if idx.shape[0] == 0 or idx.shape[1] == 0:
             raise InputError(f"Codes.indices is empty: shape {tuple(idx.shape)}")
+        if self.folded_sizes is not None and codebook_sizes is not None and len(codebook_sizes) != idx.shape[2]:
+            raise InputError("these codes are folded (one product index per position); call codes.unfold() first")
         sizes = tuple(codebook_sizes) if codebook_sizes is not None else self.codebook_sizes
         if sizes is not None:
             if len(sizes) != idx.shape[2]:
@@ -146,6 +192,10 @@ class Codes:
             raise InputError(f"Codes.scales sum to {sum(self.scales)} but there are {idx.shape[1]} tokens")
         if self.grid is not None and self.grid[0] * self.grid[1] != idx.shape[1]:
             raise InputError(f"Codes.grid {self.grid} does not hold {idx.shape[1]} tokens")
+        if self.folded_sizes is not None and (idx.shape[2] != 1 or (
+                self.codebook_sizes is not None and self.codebook_sizes != (math.prod(self.folded_sizes),))):
+            raise InputError(f"folded codes must have one group of size {math.prod(self.folded_sizes)}; "
+                             "unfold() them first")
         return self
 
     # ---- files ----
@@ -156,12 +206,10 @@ class Codes:
         tensors = {"indices": self.indices.detach().cpu().contiguous()}
         if self.lengths is not None:
             tensors["lengths"] = self.lengths.detach().cpu().to(torch.int64).contiguous()
-        meta = {
-            "format": "zoo.codes/1",
-            "layout": json.dumps(
-                {"grid": self.grid, "scales": self.scales, "codebook_sizes": self.codebook_sizes, "model": self.model}
-            ),
-        }
+        layout = {"grid": self.grid, "scales": self.scales, "codebook_sizes": self.codebook_sizes, "model": self.model}
+        if self.folded_sizes is not None:
+            layout["folded_sizes"] = self.folded_sizes
+        meta = {"format": "zoo.codes/1", "layout": json.dumps(layout)}
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         save_file(tensors, str(tmp), metadata=meta)
@@ -188,7 +236,7 @@ class Codes:
             raise InputError(f"cannot read codes file {path}: {exc}") from None
         layout = json.loads(meta["layout"])
         codes = cls(indices, lengths, layout.get("grid"), layout.get("scales"), layout.get("codebook_sizes"),
-                    layout.get("model"))
+                    layout.get("model"), layout.get("folded_sizes"))
         return codes.validate()
 
 

@@ -45,7 +45,7 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
         `overrides` (our config keys, e.g. ``heads=8``) give what shapes cannot tell.
     """
     spec = get_family(family)
-    raw = load_file(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    raw = load_file(checkpoint, spec.allow) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     state_dict, embedded_cfg = spec.extract(raw)
     if isinstance(config, (str, os.PathLike)):
         official_cfg = read_config_file(config)
@@ -117,7 +117,7 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
         from .hub import fetch_official
 
         checkpoint = fetch_official(entry)
-    raw = load_file(checkpoint)
+    raw = load_file(checkpoint, spec.allow)
     state_dict, _ = spec.extract(raw)
     model = _from_state_dict(spec, config, state_dict, source=str(checkpoint), device=device, dtype=dtype)
     model.name = entry.name

@@ -32,6 +32,8 @@ class FamilySpec:
     config_from_official: (official config as a plain dict or None, official state dict, **overrides) -> our config.
     extract: the loaded official file -> (official state dict, official config found inside the file or None).
     skip: regular expressions of official keys that are dropped on purpose (training-only parts), by name.
+    allow: extra globals an official pickle may hold besides tensors (``torch.load(weights_only=True)`` allow-list:
+        classes, or ``(stand_in, "module.Name")`` pairs that map a class name to an inert stand-in).
     """
 
     name: str
@@ -43,6 +45,7 @@ class FamilySpec:
     skip: tuple[str, ...] = ()
     official_repo: str = ""
     description: str = ""
+    allow: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
 """Multi-scale residual quantization (VAR, ImageFolder): a feature map is quantized coarse to fine.
 
-At scale s the remaining residual is area-downsampled to ``p_s x p_s``, quantized, looked up, bicubic-upsampled
-back to full size, refined by one of a few shared convolutions φ (chosen by the scale's relative position), added
-to the reconstruction and subtracted from the residual. The token sequence is the concatenation of the scales'
-row-major maps, so a prefix of scales decodes to a coarser image.
+At scale s the remaining residual is area-downsampled to ``p_s x p_s`` (the last scale uses it as it is), looked up
+in the codebook, the code vectors are bicubic-upsampled back to full size (not at the last scale), refined by one of
+a few shared 3x3 convolutions φ (picked by the scale's relative position), added to the reconstruction and
+subtracted from the residual. The token sequence is the concatenation of the scales' row-major maps, so a prefix
+of scales decodes to a coarser image.
+
+The arithmetic follows the released `VectorQuantizer2` (VAR, and ImageFolder's copy of it) operation by operation:
+the cosine lookup ``argmax(normalize(z) @ normalize(E.T, dim=0))``, the euclidean one ``argmin`` of
+``|z|² + |e|² - 2 z·e`` (addmm), raw (un-normalised) codebook rows as code vectors, the residual updated with the
+post-φ vector, and the training losses and quantizer dropout of the training forward.
 """
 from __future__ import annotations
 
@@ -25,11 +31,15 @@ class Phi(nn.Conv2d):
         self.resi_ratio = abs(resi_ratio)
 
     def forward(self, h: Tensor) -> Tensor:
-        return h * (1 - self.resi_ratio) + super().forward(h) * self.resi_ratio
+        return h.mul(1 - self.resi_ratio) + super().forward(h).mul_(self.resi_ratio)
 
 
 class SharedPhi(nn.Module):
-    """K convolutions φ shared across scales; scale position ``t in [0, 1]`` picks the one with the nearest tick."""
+    """K convolutions φ shared across scales; scale position ``t in [0, 1]`` picks the one with the nearest tick.
+
+    K = 1 is VAR's "fully shared" φ and K = number of scales its "non-shared" one; the released models use K = 4
+    ("partially shared"), whose ticks are ``linspace(1/12, 11/12, 4)``.
+    """
 
     def __init__(self, dim: int, count: int, resi_ratio: float) -> None:
         super().__init__()
@@ -37,71 +47,103 @@ class SharedPhi(nn.Module):
         k = count
         self.ticks = np.linspace(1 / 3 / k, 1 - 1 / 3 / k, k) if k == 4 else np.linspace(1 / 2 / k, 1 - 1 / 2 / k, k)
 
+    def index(self, position: float) -> int:
+        return int(np.argmin(np.abs(self.ticks - position)))
+
     def pick(self, position: float) -> Phi:
-        return self.convs[int(np.argmin(np.abs(self.ticks - position)))]
+        return self.convs[self.index(position)]
 
 
 class MultiScaleResidualQuantizer(nn.Module):
-    """Residual quantization of ``f [B, C, H, W]`` over square scales (`scales` = side lengths, last = H).
+    """Residual quantization of ``f [B, C, H, W]`` over square scales (`scales` = side lengths, last = H = W).
 
     Indices come back as int64 ``[B, T]`` with ``T = sum(p*p for p in scales)``.
-    `dropout_prob`: in training, with this probability the quantization stops after a random number of scales
-    (quantizer dropout), which teaches the decoder to work from any prefix.
+    l2_norm: cosine lookup (ImageFolder) instead of euclidean (VAR).
+    dropout_fraction, dropout_min_scales: quantizer dropout in training (ImageFolder's ``codebook_drop`` and
+        ``start_drop``): the first ``int(B * fraction)`` samples of a batch keep only their first n scales,
+        n ~ U{min_scales, ..., S} drawn per sample, so the decoder learns to work from any prefix.
     """
 
     def __init__(self, codebook_size: int, dim: int, scales: Sequence[int], l2_norm: bool = True,
-                 beta: float = 0.25, phi_count: int = 4, resi_ratio: float = 0.5, dropout_prob: float = 0.0) -> None:
+                 beta: float = 0.25, phi_count: int = 4, resi_ratio: float = 0.5, dropout_fraction: float = 0.0,
+                 dropout_min_scales: int = 1) -> None:
         super().__init__()
-        self.codebook_size, self.dim, self.scales = codebook_size, dim, tuple(scales)
-        self.l2_norm, self.beta, self.dropout_prob = l2_norm, beta, dropout_prob
+        if not scales:
+            raise ValueError("a multi-scale quantizer needs at least one scale")
+        self.codebook_size, self.dim, self.scales = codebook_size, dim, tuple(int(p) for p in scales)
+        self.l2_norm, self.beta = l2_norm, beta
+        self.dropout_fraction, self.dropout_min_scales = dropout_fraction, dropout_min_scales
         self.embedding = nn.Embedding(codebook_size, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
         self.phi = SharedPhi(dim, phi_count, resi_ratio)
+        n = len(self.scales)
+        # the release calls quant_resi[si / (S - 1)] (quant_resi[0] when S = 1)
+        self.phi_index = tuple(self.phi.index(si / (n - 1)) if n > 1 else 0 for si in range(n))
 
     @property
     def tokens_per_scale(self) -> tuple[int, ...]:
         return tuple(p * p for p in self.scales)
 
-    def _nearest(self, rest: Tensor) -> Tensor:
-        e = self.embedding.weight
+    # ---- the pieces ----
+    @torch.no_grad()
+    def nearest(self, z: Tensor) -> Tensor:
+        """Rows ``z [N, C]`` -> int64 ``[N]``: nearest codebook row (cosine or euclidean, as released)."""
+        weight = self.embedding.weight.detach().float()
         if self.l2_norm:
-            return (F.normalize(rest, dim=-1) @ F.normalize(e, dim=-1).t()).argmax(dim=1)
-        d = rest.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * rest @ e.t()
-        return d.argmin(dim=1)
+            return torch.argmax(F.normalize(z, dim=-1) @ F.normalize(weight.T, dim=0), dim=1)
+        d = torch.sum(z.square(), dim=1, keepdim=True) + torch.sum(weight.square(), dim=1, keepdim=False)
+        d.addmm_(z, weight.T, alpha=-2, beta=1)
+        return torch.argmin(d, dim=1)
 
-    def _scale_contribution(self, idx: Tensor, si: int, size: tuple[int, int]) -> Tensor:
-        """Indices ``[B, p, p]`` of scale `si` -> its refined contribution ``[B, C, H, W]``."""
+    def contribution(self, idx: Tensor, si: int, size: tuple[int, int]) -> Tensor:
+        """Indices ``[B, p, p]`` of scale `si` -> its refined contribution ``[B, C, H, W]`` (raw codebook rows,
+        bicubic-upsampled except at the last scale, then φ)."""
         h = self.embedding(idx).permute(0, 3, 1, 2)
         if si != len(self.scales) - 1:
             h = F.interpolate(h, size=size, mode="bicubic")
-        return self.phi.pick(si / max(len(self.scales) - 1, 1))(h)
+        return self.phi.convs[self.phi_index[si]](h.contiguous())
 
-    def forward(self, f: Tensor) -> QuantizerOutput:
-        """``f [B, C, H, W]`` -> quantized ``[B, C, H, W]`` (straight-through), indices ``[B, T]``."""
+    def _residual_input(self, f_rest: Tensor, si: int) -> Tensor:
+        """The residual at scale `si`, ``[B·p·p, C]``. At the last scale it is used as it is (the release's
+        test there compares p with 16; area-resizing a map to its own size is the identity, so nothing changes)."""
+        p, C = self.scales[si], f_rest.shape[1]
+        if si != len(self.scales) - 1 or p != f_rest.shape[-1]:
+            f_rest = F.interpolate(f_rest, size=(p, p), mode="area")
+        return f_rest.permute(0, 2, 3, 1).reshape(-1, C)
+
+    def _check(self, f: Tensor) -> None:
+        if f.dim() != 4 or f.shape[1] != self.dim or f.shape[-1] != self.scales[-1] or f.shape[-2] != self.scales[-1]:
+            raise ValueError(f"expected features [B, {self.dim}, {self.scales[-1]}, {self.scales[-1]}], "
+                             f"got {tuple(f.shape)}")
+
+    # ---- inference ----
+    @torch.no_grad()
+    def quantize_with_reconstructions(self, f: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``f [B, C, H, W]`` -> (indices ``[B, T]``, cumulative reconstruction after each scale ``[B, C, H, W]``)."""
+        self._check(f)
         B, C, H, W = f.shape
-        with torch.autocast(device_type=f.device.type, enabled=False):
-            f = f.float()
-            f_rest, f_hat = f.detach().clone(), torch.zeros_like(f)
-            stop = len(self.scales)
-            if self.training and self.dropout_prob > 0 and torch.rand(()) < self.dropout_prob:
-                stop = int(torch.randint(1, len(self.scales) + 1, ()))
-            all_idx, loss = [], f.new_zeros(())
-            for si, p in enumerate(self.scales[:stop]):
-                last = si == len(self.scales) - 1
-                rest = f_rest if last else F.interpolate(f_rest, size=(p, p), mode="area")
-                idx = self._nearest(rest.permute(0, 2, 3, 1).reshape(-1, C)).view(B, p, p)
-                h = self._scale_contribution(idx, si, (H, W))
-                f_hat = f_hat + h
-                f_rest = f_rest - h
-                all_idx.append(idx.reshape(B, -1))
-                loss = loss + self.beta * F.mse_loss(f_hat.detach(), f) + F.mse_loss(f_hat, f.detach())
-            loss = loss / max(stop, 1)
-            quantized = (f_hat.detach() - f.detach()) + f
-        indices = torch.cat(all_idx, dim=1)
-        return QuantizerOutput(quantized, indices, loss, loss.detach() * 0, loss.detach() * 0)
+        f = f.detach().float()
+        f_rest, f_hat = f.clone(), torch.zeros_like(f)
+        indices, f_hats = [], []
+        for si, p in enumerate(self.scales):
+            idx = self.nearest(self._residual_input(f_rest, si)).view(B, p, p)
+            h = self.contribution(idx, si, (H, W))
+            f_hat.add_(h)
+            f_rest.sub_(h)
+            indices.append(idx.reshape(B, p * p))
+            f_hats.append(f_hat.clone())
+        return torch.cat(indices, dim=1), f_hats
 
-    def lookup(self, indices: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        """int64 ``[B, T']`` covering a prefix of the scales -> the reconstruction ``f_hat [B, C, H, W]``."""
+    def quantize(self, f: Tensor) -> Tensor:
+        """Indices only: ``f [B, C, H, W]`` -> int64 ``[B, T]``."""
+        return self.quantize_with_reconstructions(f)[0]
+
+    def lookup(self, indices: Tensor, size: tuple[int, int] | None = None, lengths: Tensor | None = None) -> Tensor:
+        """int64 ``[B, T']`` covering a prefix of the scales -> the reconstruction ``f_hat [B, C, H, W]``.
+
+        lengths: int64 ``[B]`` tokens used per image (each a scale boundary); the scales past an image's length
+        do not contribute to its reconstruction.
+        """
         B = indices.shape[0]
         side = self.scales[-1]
         size = size or (side, side)
@@ -112,9 +154,100 @@ class MultiScaleResidualQuantizer(nn.Module):
             idx = indices[:, start:start + p * p]
             if idx.shape[1] != p * p:
                 raise ValueError(f"indices stop inside scale {si} ({idx.shape[1]} of {p * p} tokens)")
-            h = self._scale_contribution(idx.reshape(B, p, p), si, size)
+            h = self.contribution(idx.reshape(B, p, p), si, size)
+            if lengths is not None:
+                h = h * (start + p * p <= lengths.to(h.device))[:, None, None, None].to(h.dtype)
             f_hat = h if f_hat is None else f_hat + h
             start += p * p
         if f_hat is None:
             raise ValueError("no tokens to decode")
         return f_hat
+
+    # ---- training ----
+    def draw_keep(self, batch: int, device: torch.device | str = "cpu") -> Tensor:
+        """Scales kept per sample ``[B]`` for one training step (quantizer dropout).
+
+        One integer n ~ U{min_scales, ..., S} per sample from the global RNG (as released: one
+        ``torch.randint(start_drop, S + 1, (B,))`` per step, shared by all branches of a product quantizer); only the
+        first ``int(B * dropout_fraction)`` samples use it, the others keep all S scales.
+        """
+        n_scales = len(self.scales)
+        drawn = torch.randint(self.dropout_min_scales, n_scales + 1, (batch,))
+        keep = torch.full((batch,), n_scales, dtype=torch.int64)
+        n_drop = int(batch * self.dropout_fraction)
+        keep[:n_drop] = drawn[:n_drop]
+        return keep.to(device)
+
+    def forward(self, f: Tensor, keep: Tensor | None = None) -> QuantizerOutput:
+        """Training pass: ``f [B, C, H, W]`` -> straight-through reconstruction, indices ``[B, T]`` and losses.
+
+        keep: scales kept per sample ``[B]`` (quantizer dropout); drawn with `draw_keep` in training mode when
+        `dropout_fraction` > 0 and not given, else all scales. The losses are the release's: per scale, over the
+        kept samples, ``mse(f_hat, sg(f))`` (codebook term, averaged over scales) and ``β·mse(sg(f_hat), f)``
+        (commitment term, summed over scales); `loss` is their sum.
+        """
+        self._check(f)
+        B, C, H, W = f.shape
+        n_scales = len(self.scales)
+        if keep is None and self.training and self.dropout_fraction > 0:
+            keep = self.draw_keep(B, f.device)
+        with torch.autocast(device_type=f.device.type, enabled=False):
+            f = f.float()
+            f_no_grad = f.detach()
+            f_rest, f_hat = f_no_grad.clone(), torch.zeros_like(f_no_grad)
+            kept = (keep if keep is not None else torch.full((B,), n_scales)).to(f.device)
+            codebook_loss, commitment_loss = f.new_zeros(()), f.new_zeros(())
+            indices = []
+            for si, p in enumerate(self.scales):
+                idx = self.nearest(self._residual_input(f_rest.detach(), si)).view(B, p, p)
+                h = self.contribution(idx, si, (H, W))
+                mask = (si < kept)[:, None, None, None].to(h.dtype)
+                f_hat = f_hat + h * mask
+                f_rest = f_rest - h
+                indices.append(idx.reshape(B, p * p))
+                ratio = mask.sum() / B
+                codebook_loss = codebook_loss + F.mse_loss(f_hat, f_no_grad, reduction="none").mul(mask).mean() / ratio
+                commitment_loss = commitment_loss + F.mse_loss(f_hat.detach(), f, reduction="none").mul(mask).mul(
+                    self.beta / ratio).mean()
+            codebook_loss = codebook_loss / n_scales
+            quantized = (f_hat.detach() - f_no_grad) + f
+        return QuantizerOutput(quantized, torch.cat(indices, dim=1), codebook_loss + commitment_loss,
+                               commitment_loss, codebook_loss)
+
+    # ---- next-scale prediction (VAR) ----
+    @torch.no_grad()
+    def var_input(self, indices: Tensor) -> Tensor:
+        """Teacher-forcing input of a next-scale AR model: int64 ``[B, T]`` -> ``[B, T - p_1², C]``.
+
+        For each scale but the last, its contribution is added to the running reconstruction and the result is
+        area-downsampled to the next scale's size (the release's ``idxBl_to_var_input``).
+        """
+        B, C, side = indices.shape[0], self.dim, self.scales[-1]
+        n_scales = len(self.scales)
+        f_hat = torch.zeros(B, C, side, side, device=indices.device, dtype=torch.float32)
+        out, start = [], 0
+        for si in range(n_scales - 1):
+            p = self.scales[si]
+            idx = indices[:, start:start + p * p].reshape(B, p, p)
+            h = F.interpolate(self.embedding(idx).permute(0, 3, 1, 2), size=(side, side), mode="bicubic")
+            f_hat.add_(self.phi.convs[self.phi_index[si]](h))
+            nxt = self.scales[si + 1]
+            out.append(F.interpolate(f_hat, size=(nxt, nxt), mode="area").view(B, C, -1).transpose(1, 2))
+            start += p * p
+        return torch.cat(out, dim=1) if out else f_hat.new_zeros(B, 0, C)
+
+    @torch.no_grad()
+    def next_var_input(self, si: int, f_hat: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """One sampling step: code vectors ``h [B, C, p, p]`` of scale `si` are added to ``f_hat [B, C, H, W]``
+        (in place); returns (f_hat, the next scale's input map) (the release's ``get_next_autoregressive_input``)."""
+        side, n_scales = self.scales[-1], len(self.scales)
+        if si != n_scales - 1:
+            f_hat.add_(self.phi.convs[self.phi_index[si]](F.interpolate(h, size=(side, side), mode="bicubic")))
+            nxt = self.scales[si + 1]
+            return f_hat, F.interpolate(f_hat, size=(nxt, nxt), mode="area")
+        f_hat.add_(self.phi.convs[self.phi_index[si]](h))
+        return f_hat, f_hat
+
+    def extra_repr(self) -> str:
+        return (f"codebook_size={self.codebook_size}, dim={self.dim}, scales={self.scales}, l2_norm={self.l2_norm}, "
+                f"phi={len(self.phi.convs)}")
