@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from .errors import InputError, ZooError
 
 # Packages that add subcommands: each module has `add_commands(subparsers)`.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("zoo.train.cli",)
 
 
 def _device(name: str | None) -> str:
@@ -44,6 +44,15 @@ def _progress(iterable, total: int, desc: str, enabled: bool = True):
 def _batches(items: Sequence[Any], size: int):
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _image_batches(files: Sequence[Path], size: int, args: argparse.Namespace, desc: str):
+    """(file chunk, float [b, 3, size, size] batch) pairs, read with the crop protocol, with a progress bar."""
+    from .images import load_images
+
+    chunks = list(_batches(files, args.batch_size))
+    for chunk in _progress(chunks, len(chunks), desc, not args.quiet):
+        yield chunk, load_images(chunk, size=size, crop=args.crop)
 
 
 def _parse_tokens(text: str | None) -> list[int | str] | None:
@@ -121,7 +130,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     import torch
 
-    from .images import list_image_files, load_images, make_grid, psnr, save_image
+    from .images import list_image_files, make_grid, psnr, save_image
 
     files = list_image_files(args.images)
     tok = _load(args)
@@ -131,9 +140,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     grid_rows: list[list[torch.Tensor]] = [[] for _ in range(len(budgets) + 1)]  # originals, then one per budget
     scores: list[float] = []
-    for chunk in _progress(list(_batches(files, args.batch_size)), (len(files) + args.batch_size - 1) // args.batch_size,
-                           "reconstruct", not args.quiet):
-        images = load_images(chunk, size=spec.image_size, crop=args.crop)
+    for chunk, images in _image_batches(files, spec.image_size, args, "reconstruct"):
         grid_rows[0].append(images)
         for row, k in enumerate(budgets, start=1):
             recon = tok.reconstruct(images.to(tok.device), num_tokens=k).cpu()
@@ -152,7 +159,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .api import Codes
-    from .images import list_image_files, load_images
+    from .images import list_image_files
 
     files = list_image_files(args.images)
     tok = _load(args)
@@ -160,9 +167,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if budget and len(budget) != 1:
         raise InputError("zoo encode takes one --tokens value")
     parts = []
-    for chunk in _progress(list(_batches(files, args.batch_size)), (len(files) + args.batch_size - 1) // args.batch_size,
-                           "encode", not args.quiet):
-        images = load_images(chunk, size=tok.spec.image_size, crop=args.crop)
+    for _, images in _image_batches(files, tok.spec.image_size, args, "encode"):
         parts.append(tok.encode(images.to(tok.device), num_tokens=budget[0] if budget else None).to("cpu"))
     codes = Codes.cat(parts)
     codes.save(args.output)

@@ -96,6 +96,7 @@ def _load_builtins() -> None:
 
         for module in BUILTIN_FAMILIES:
             importlib.import_module(f"zoo.families.{module}")
+        importlib.import_module("zoo.weights")  # the embedded `default` model, when its weights are packaged
 
 
 def get_family(name: str) -> FamilySpec:

@@ -1,0 +1,278 @@
+"""Family hooks: what the one trainer needs to know about a family, registered by family name.
+
+An adapter runs the family's training forward (through the possibly DDP-wrapped model, so gradients are
+synchronised), says which parameters a stage freezes, which layer is the decoder's last (adaptive GAN weight),
+which quantizers to watch (usage, entropy, dead-code restarts), and adds the family's own losses:
+- vqgan: none (pixel + VQ losses);
+- titok / onedpiece: stage 1 = cross-entropy of the proxy-code logits against a frozen MaskGIT-VQGAN's codes,
+  stage 2 = pixel losses with encoder and quantizer frozen; Tail Token Drop is the model's own (config
+  ``tail_token_drop``) and the kept length is logged;
+- imagefolder: the semantic branch's distillation towards a frozen DINOv2 (``loss.semantic``, ``loss.teacher``);
+- unitok (CLIP contrastive) and alit (per-rollout losses): not yet (no family module when this was written);
+  `get_adapter` says so.
+Users add adapters for their own families the same way.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .recipe import Recipe
+
+
+@dataclass
+class StepOutput:
+    """One training forward.
+
+    recon: raw reconstruction ``[B, 3, H, W]`` ([0, 1] scale, unclamped) or None.
+    quantizer: the family's `QuantizerOutput` (its `.loss` is the VQ loss) or None.
+    losses: the family's own terms, already weighted (added to the generator loss as they are).
+    indices: int64 codes ``[B, ...]`` for usage statistics, or None.
+    pixel_losses: whether pixel / perceptual / GAN terms apply in this stage.
+    logs: extra numbers to log (e.g. the kept token count of Tail Token Drop).
+    """
+
+    recon: Tensor | None
+    quantizer: Any = None
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    indices: Tensor | None = None
+    pixel_losses: bool = True
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class FamilyAdapter:
+    """Base adapter; subclasses set `families` and override what differs."""
+
+    families: tuple[str, ...] = ()
+    supported_losses: tuple[str, ...] = ()  # family-hook loss keys this adapter implements ("proxy_ce", ...)
+
+    def check(self, recipe: Recipe) -> None:
+        """Refuse family-hook losses the family does not have, and stage settings it does not know."""
+        for key in ("proxy_ce", "clip", "semantic"):
+            if getattr(recipe.loss, key) and key not in self.supported_losses:
+                raise ConfigError(f"recipe.loss.{key} is a hook of another family; {recipe.family} does not use it "
+                                  "(set it to 0)")
+        if recipe.loss.rollout_weights is not None and "rollout_weights" not in self.supported_losses:
+            raise ConfigError(f"recipe.loss.rollout_weights is ALIT's; {recipe.family} does not use it")
+
+    def setup(self, model: nn.Module, recipe: Recipe, device: torch.device) -> None:
+        """Before the optimizer is built: load teachers, initialise parts. Default: nothing."""
+
+    def frozen(self, recipe: Recipe) -> list[str]:
+        """Parameter-name patterns this stage keeps frozen."""
+        return []
+
+    def forward(self, model: nn.Module, raw: nn.Module, images: Tensor, recipe: Recipe) -> StepOutput:
+        raise NotImplementedError
+
+    def last_layer(self, raw: nn.Module) -> Tensor | None:
+        return None
+
+    def quantizers(self, raw: nn.Module) -> list[nn.Module]:
+        """Quantizer modules (`zoo.quant` API: codebook(), restart_dead_codes, l2_norm) to watch and restart."""
+        q = getattr(raw, "quantize", None)
+        return [q] if q is not None and hasattr(q, "codebook") else []
+
+
+_ADAPTERS: dict[str, FamilyAdapter] = {}
+_PENDING = {
+    "unitok": "UniTok's CLIP contrastive hook",
+    "alit": "ALIT's per-rollout losses",
+    "tokenflow": "TokenFlow's semantic hook",
+}
+
+
+def register_adapter(adapter: FamilyAdapter) -> FamilyAdapter:
+    for fam in adapter.families:
+        _ADAPTERS[fam] = adapter
+    return adapter
+
+
+def get_adapter(family: str) -> FamilyAdapter:
+    if family in _ADAPTERS:
+        return _ADAPTERS[family]
+    what = _PENDING.get(family, "a training adapter")
+    raise NotImplementedError(
+        f"training the {family!r} family is not implemented yet: it needs {what} in zoo.train.adapters "
+        f"(register_adapter); families that train today: {sorted(_ADAPTERS)}"
+    )
+
+
+def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Set requires_grad=False on parameters whose name matches a pattern (fnmatch, or a name prefix)."""
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(fnmatch.fnmatch(name, pat) or name == pat or name.startswith(pat.rstrip("*").rstrip(".") + ".")
+               for pat in patterns):
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+# ---------------------------------------------------------------------------------------------------------------
+class VQGANAdapter(FamilyAdapter):
+    families = ("vqgan",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        mult = recipe.model.get("channel_mult", (1, 1, 2, 2, 4))
+        f = 2 ** (len(mult) - 1)
+        if recipe.data.crop_size % f:
+            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} is not a multiple of the model's "
+                              f"downsampling factor {f}")
+
+    def forward(self, model, raw, images, recipe):
+        recon, q = model(images)
+        return StepOutput(recon=recon, quantizer=q, indices=q.indices)
+
+    def last_layer(self, raw):
+        return raw.decoder.conv_out.weight
+
+
+class TiTokAdapter(FamilyAdapter):
+    """TiTok and One-D-Piece. Two-stage models train in `train.stage` 1 or 2; single-stage ones in one stage."""
+
+    families = ("titok", "onedpiece")
+    supported_losses = ("proxy_ce",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        two_stage = recipe.model.get("two_stage", True)
+        stage = recipe.train.stage
+        if two_stage and stage not in (1, 2):
+            raise ConfigError(f"recipe.train.stage: two-stage {recipe.family} trains in stage 1 (proxy codes) or 2 "
+                              f"(decoder fine-tuning); got {stage!r}")
+        if not two_stage and stage not in (None, 1):
+            raise ConfigError(f"recipe.train.stage: single-stage {recipe.family} has one stage; got {stage!r}")
+        size = recipe.model.get("image_size", 256)
+        if recipe.data.crop_size != size:
+            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal the model's image_size {size} "
+                              f"({recipe.family} has learned position embeddings for one size)")
+        if two_stage and stage == 1:
+            if recipe.loss.proxy_ce <= 0:
+                raise ConfigError("recipe.loss.proxy_ce must be > 0 in stage 1 (the proxy-code cross-entropy)")
+            if not recipe.loss.teacher:
+                raise ConfigError("recipe.loss.teacher: stage 1 needs the MaskGIT-VQGAN that makes the proxy codes "
+                                  "(a registered name such as maskgit-vqgan, or a folder)")
+            if recipe.loss.gan.weight:
+                raise ConfigError("recipe.loss.gan.weight: stage 1 has no pixel losses; set it to 0")
+
+    def setup(self, model, recipe, device):
+        if model.config.two_stage != recipe.model.get("two_stage", True):
+            raise ConfigError(f"recipe.model.two_stage: the model ({recipe.train.init or 'built'}) is "
+                              f"{'two' if model.config.two_stage else 'single'}-stage; set model.two_stage: "
+                              f"{str(model.config.two_stage).lower()} so the stage settings are checked against it")
+        self.teacher = None
+        if not recipe.loss.teacher:
+            return
+        from ..loading import load
+
+        teacher = load(recipe.loss.teacher, device=device).eval().requires_grad_(False)
+        cfg = model.config
+        spec = teacher.spec
+        if spec.image_size != cfg.image_size:
+            raise ConfigError(f"recipe.loss.teacher {recipe.loss.teacher!r} takes {spec.image_size}px images, "
+                              f"this model {cfg.image_size}px")
+        if cfg.two_stage:
+            if spec.grid != (cfg.grid, cfg.grid) or spec.codebook_sizes != (cfg.pixel_codebook_size,):
+                raise ConfigError(f"recipe.loss.teacher {recipe.loss.teacher!r} makes {spec.grid} codes from "
+                                  f"{spec.codebook_sizes} entries; this model predicts {cfg.grid}x{cfg.grid} codes "
+                                  f"from {cfg.pixel_codebook_size}")
+            if recipe.train.init is None:
+                self._init_pixel_decoder(model, teacher, recipe)
+        self.teacher = teacher
+
+    @staticmethod
+    def _init_pixel_decoder(model, teacher, recipe):
+        """A fresh two-stage model takes its pixel decoder and codebook from the teacher (as the releases do)."""
+        ts = teacher.state_dict()
+        ours = {"pixel_quantize.weight": ts.get("quantize.embedding.weight"),
+                **{f"pixel_decoder.{k[len('decoder.'):]}": v for k, v in ts.items() if k.startswith("decoder.")}}
+        own = model.state_dict()
+        if any(v is None or k not in own or own[k].shape != v.shape for k, v in ours.items()) or \
+                len(ours) != sum(k.startswith(("pixel_decoder.", "pixel_quantize.")) for k in own):
+            raise ConfigError(f"recipe.loss.teacher {recipe.loss.teacher!r}: its decoder does not fit this model's "
+                              "pixel decoder (pixel_* config keys); use the same MaskGIT-VQGAN sizes")
+        model.load_state_dict(ours, strict=False)
+
+    def frozen(self, recipe):
+        if not recipe.model.get("two_stage", True):
+            return []
+        if recipe.train.stage == 1:
+            return ["pixel_quantize.*", "pixel_decoder.*"]
+        return ["encoder.*", "quantize.*", "latent_tokens"]
+
+    def forward(self, model, raw, images, recipe):
+        out = model(images)
+        q = out["quantizer"]
+        logs = {"num_tokens": float(out["num_tokens"])}
+        if raw.config.two_stage and recipe.train.stage == 1:
+            with torch.no_grad():
+                codes = self.teacher.encode(images.clamp(0, 1)).indices[..., 0]  # [B, g²]
+            logits = out["logits"]
+            ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), codes.reshape(-1))
+            logs["proxy_accuracy"] = float((logits.argmax(-1) == codes).float().mean())
+            return StepOutput(recon=out["images"], quantizer=q, losses={"proxy_ce": recipe.loss.proxy_ce * ce},
+                              indices=q.indices, pixel_losses=False, logs=logs)
+        return StepOutput(recon=out["images"], quantizer=q, indices=q.indices, logs=logs)
+
+    def last_layer(self, raw):
+        if raw.config.two_stage:
+            return raw.pixel_decoder.conv_out.weight
+        return raw.decoder.head.conv_out.weight
+
+
+class ImageFolderAdapter(FamilyAdapter):
+    """ImageFolder: product-quantized multi-scale branches; quantizer dropout is the model's own; the semantic
+    branch is pulled towards a frozen DINOv2's CLS feature (`loss.semantic`, the release's `SemanticLoss`)."""
+
+    families = ("imagefolder",)
+    supported_losses = ("semantic",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        size = recipe.model.get("image_size", 256)
+        if recipe.data.crop_size != size:
+            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal the model's image_size {size}")
+        if recipe.loss.semantic and not recipe.loss.teacher:
+            raise ConfigError("recipe.loss.teacher: ImageFolder's semantic loss needs the frozen DINOv2 teacher: an "
+                              "official ImageFolder checkpoint file (its semantic_model.* weights)")
+
+    def setup(self, model, recipe, device):
+        self.semantic = None
+        if recipe.loss.semantic:
+            from ..families.imagefolder import SemanticLoss, semantic_teacher
+
+            cfg = model.config
+            # the release's teacher has the encoder's DINOv2 size, so its head count is the encoder's
+            teacher = semantic_teacher(recipe.loss.teacher, heads=cfg.encoder_heads)
+            self.semantic = SemanticLoss(teacher, recipe.loss.semantic, cfg.semantic_logit_scale,
+                                         cfg.semantic_l2_norm).to(device)
+
+    def forward(self, model, raw, images, recipe):
+        out = model(images)
+        q = out["quantizer"]
+        losses = {}
+        if self.semantic is not None:
+            exclude = int(images.shape[0] * raw.config.quantizer_dropout)  # samples quantizer dropout may cut
+            losses["semantic"] = self.semantic(images, out["branches"][-1], raw.quant_conv, exclude=exclude)
+        return StepOutput(recon=out["images"], quantizer=q, losses=losses, indices=q.indices)
+
+    def last_layer(self, raw):
+        return raw.decoder.to_pixel.weight
+
+    def quantizers(self, raw):
+        return []  # multi-scale product quantizer: usage is counted from the indices; no entropy/restarts
+
+
+register_adapter(VQGANAdapter())
+register_adapter(ImageFolderAdapter())
+register_adapter(TiTokAdapter())
+
+__all__ = ["FamilyAdapter", "StepOutput", "register_adapter", "get_adapter", "freeze"]

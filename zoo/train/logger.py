@@ -1,0 +1,70 @@
+"""Training logs: always a JSONL file (one object per logged step); tensorboard too when it is installed.
+
+accelerate silently drops logs when a requested tracker is not installed; here the JSONL file is always written,
+tensorboard is requested only when importable, and the run says which trackers are active.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class TrainLogger:
+    def __init__(self, accelerator: Any, output: Path, mode: str, config: Mapping[str, Any], quiet: bool = False):
+        self.accelerator, self.quiet = accelerator, quiet
+        self.main = accelerator.is_main_process
+        self.path = Path(output) / "log.jsonl"
+        self.trackers: list[str] = ["jsonl"]
+        self._t0 = time.time()
+        if not self.main:
+            return
+        if accelerator.log_with:  # the trainer asked for tensorboard because it is installed
+            accelerator.init_trackers("zoo-train", config=_flat(config))
+            if accelerator.trackers:
+                self.trackers.append("tensorboard")
+        if mode in ("auto", "tensorboard") and "tensorboard" not in self.trackers:
+            self.echo(f"tensorboard is not installed: logging to {self.path} only (pip install tensorboard)")
+
+    def echo(self, text: str) -> None:
+        if self.main and not self.quiet:
+            print(f"[zoo train] {text}", file=sys.stderr, flush=True)
+
+    def log(self, step: int, values: Mapping[str, float]) -> None:
+        if not self.main:
+            return
+        row = {"step": step, "time": round(time.time() - self._t0, 3), **{k: float(v) for k, v in values.items()}}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if "tensorboard" in self.trackers:
+            self.accelerator.log(dict(values), step=step)
+        if not self.quiet:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items() if k in _SHOWN)
+            self.echo(f"step {step}: {shown}")
+
+    def close(self) -> None:
+        if "tensorboard" in self.trackers:
+            self.accelerator.end_training()
+
+
+_SHOWN = ("loss/total", "loss/l1", "loss/l2", "loss/proxy_ce", "loss/d", "psnr", "codebook/used_fraction", "lr")
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
