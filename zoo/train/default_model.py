@@ -6,7 +6,7 @@
 Protocol: held-out photos (never trained on) are brought to 256x256 with the zoo's evaluation crop (shorter side
 bicubic+antialias, centre crop) and rounded to uint8. The tokenizer's size is its codes bit-packed
 (tokens x ceil(log2 K) bits); JPEG (Pillow, 4:2:0, optimized Huffman tables, whole file with headers) takes the
-highest quality whose file is not larger than that. PSNR and SSIM (Gaussian 11x11, sigma 1.5, torchmetrics) are
+highest quality whose file is not larger than that. PSNR and SSIM (Gaussian 11x11, sigma 1.5, valid window) are
 computed on uint8-rounded images and averaged over photos.
 """
 from __future__ import annotations
@@ -29,7 +29,8 @@ HELDOUT = ("skimage:astronaut", "skimage:coffee", "skimage:chelsea", "skimage:ro
            "/usr/share/backgrounds/mate/nature/LadyBird.jpg", "/usr/share/backgrounds/mate/nature/FreshFlower.jpg")
 PROTOCOL = ("256x256 evaluation crop, uint8; tokenizer bytes = tokens x ceil(log2 K) bits; JPEG = Pillow 4:2:0 "
             "optimize=True, highest quality with file size <= tokenizer bytes (headers included); PSNR on uint8; "
-            "SSIM Gaussian 11/1.5 (torchmetrics)")
+            "SSIM Gaussian 11/1.5, valid window (= skimage structural_similarity gaussian_weights, sigma 1.5, "
+            "use_sample_covariance=False)")
 
 
 def available_heldout(names: Sequence[str] = HELDOUT) -> list[str]:
@@ -40,15 +41,30 @@ def _u8(images: torch.Tensor) -> torch.Tensor:
     return images.detach().float().clamp(0, 1).mul(255).round().div(255)
 
 
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM (Wang et al., 2004) per image of ``[B, C, H, W]`` in [0, 1]: Gaussian window 11x11, sigma 1.5,
+    K1 = 0.01, K2 = 0.03, valid positions only, averaged over channels and positions -> ``[B]``."""
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
+    g = g / g.sum()
+    c = a.shape[1]
+    win = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).to(a)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(x, win, groups=c)
+
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2
+    cov = blur(a * b) - mu_a * mu_b
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return s.flatten(1).mean(1)
+
+
 def psnr_ssim(a: torch.Tensor, b: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-image PSNR (dB) and SSIM of two float batches ``[B, 3, H, W]`` in [0, 1] after uint8 rounding."""
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
-
     a, b = _u8(a).double(), _u8(b).double()
     mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    psnrs = (10 * torch.log10(1.0 / mse)).tolist()
-    ssims = [float(ssim(a[i:i + 1], b[i:i + 1], data_range=1.0)) for i in range(a.shape[0])]
-    return psnrs, ssims
+    return (10 * torch.log10(1.0 / mse)).tolist(), ssim(a, b).tolist()
 
 
 def jpeg_roundtrip(image: torch.Tensor, quality: int) -> tuple[torch.Tensor, int]:
@@ -80,16 +96,20 @@ def jpeg_at_most(image: torch.Tensor, max_bytes: float) -> tuple[torch.Tensor, i
 
 def jpeg_bytes_for_psnr(image: torch.Tensor, target_psnr: float) -> tuple[int, int]:
     """The smallest JPEG (over qualities 1..95) reaching `target_psnr`: (bytes, quality); (-1, -1) if none does."""
-    ref = image[None]
+    ref = _u8(image).double()
     for q in range(1, 96):
         dec, n = jpeg_roundtrip(image, q)
-        if psnr_ssim(dec[None], ref)[0][0] >= target_psnr:
+        mse = float((dec.double() - ref).pow(2).mean())
+        if 10 * math.log10(1.0 / max(mse, 1e-12)) >= target_psnr:
             return n, q
     return -1, -1
 
 
-def compare_with_jpeg(tok: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """PSNR/SSIM of `tok` and of JPEG at the same bytes on held-out photos (see the module docstring)."""
+def compare_with_jpeg(tok: Any, names: Sequence[str] | None = None, match_psnr: bool = True) -> dict[str, Any]:
+    """PSNR/SSIM of `tok` and of JPEG at the same bytes on held-out photos (see the module docstring).
+
+    match_psnr: also find, per photo, the smallest JPEG that reaches the tokenizer's PSNR.
+    """
     from .data import center_crops
 
     names = list(names) if names is not None else available_heldout()
@@ -105,7 +125,7 @@ def compare_with_jpeg(tok: Any, names: Sequence[str] | None = None) -> dict[str,
         jpeg_bytes.append(n)
         jpeg_q.append(q)
     p_jpg, s_jpg = psnr_ssim(torch.stack(jpeg_imgs), images)
-    match = [jpeg_bytes_for_psnr(img, p) for img, p in zip(images, p_tok)]
+    match = [jpeg_bytes_for_psnr(img, p) if match_psnr else (-1, -1) for img, p in zip(images, p_tok)]
     short = [Path(n).stem if not n.startswith("skimage:") else n.split(":", 1)[1] for n in names]
     return {
         "images": short, "protocol": PROTOCOL,
