@@ -191,15 +191,12 @@ class TiTokAdapter(FamilyAdapter):
     @staticmethod
     def _init_pixel_decoder(model, teacher, recipe):
         """A fresh two-stage model takes its pixel decoder and codebook from the teacher (as the releases do)."""
-        ts = teacher.state_dict()
-        ours = {"pixel_quantize.weight": ts.get("quantize.embedding.weight"),
-                **{f"pixel_decoder.{k[len('decoder.'):]}": v for k, v in ts.items() if k.startswith("decoder.")}}
-        own = model.state_dict()
-        if any(v is None or k not in own or own[k].shape != v.shape for k, v in ours.items()) or \
-                len(ours) != sum(k.startswith(("pixel_decoder.", "pixel_quantize.")) for k in own):
+        try:  # both parts load strictly: a size mismatch is an error, never a partial copy
+            model.pixel_decoder.load_state_dict(teacher.decoder.state_dict(), strict=True)
+            model.pixel_quantize.load_state_dict({"weight": teacher.quantize.embedding.weight}, strict=True)
+        except RuntimeError:
             raise ConfigError(f"recipe.loss.teacher {recipe.loss.teacher!r}: its decoder does not fit this model's "
-                              "pixel decoder (pixel_* config keys); use the same MaskGIT-VQGAN sizes")
-        model.load_state_dict(ours, strict=False)
+                              "pixel decoder (pixel_* config keys); use the same MaskGIT-VQGAN sizes") from None
 
     def frozen(self, recipe):
         if not recipe.model.get("two_stage", True):
