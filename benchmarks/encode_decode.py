@@ -7,6 +7,7 @@ Ratios (bf16 vs fp32, compiled vs eager) are measured side by side in one run.
     python benchmarks/encode_decode.py --models onedpiece-s-256,onedpiece-b-256,onedpiece-l-256 --batch-sizes 1,4
     python benchmarks/encode_decode.py --models titok-l32 --dtypes fp32,bf16 --compile both --device cuda
     python benchmarks/encode_decode.py --models onedpiece-s-256 --tokens 32,128,256   # cost against token count
+    python benchmarks/encode_decode.py --models unitok --batch-sizes 1 --dtypes fp32,bf16   # UniTok-L (820 M)
 """
 from __future__ import annotations
 

@@ -76,21 +76,31 @@ class Mlp(nn.Module):
 
 
 class GluMlp(nn.Module):
-    """Gated MLP (GeGLU with act='gelu', SwiGLU with 'silu'): ``fc2(norm(act(fc1_g(x)) * fc1_x(x)))``.
+    """Gated MLP (GeGLU with act='gelu', SwiGLU with 'silu'), ``[..., D] -> [..., D]``.
 
-    norm: an optional LayerNorm on the hidden features (ViTamin's GeGLU has one).
+    norm: an optional LayerNorm, placed by `norm_position`:
+    - "hidden": on the gated hidden features, ``fc2(norm(act(fc1_g(x)) * fc1_x(x)))``;
+    - "input": on the input, before both projections (ViTamin's and UniTok's GeGLU),
+      ``fc2(act(fc1_g(n)) * fc1_x(n))`` with ``n = norm(x)``.
     """
 
     def __init__(self, dim: int, hidden: int, act: str = "gelu", bias: bool = True, norm: bool = False,
-                 norm_eps: float = 1e-5) -> None:
+                 norm_eps: float = 1e-5, norm_position: str = "hidden") -> None:
         super().__init__()
+        if norm_position not in ("hidden", "input"):
+            raise ValueError(f"norm_position must be 'hidden' or 'input', got {norm_position!r}")
+        self.norm_position = norm_position
         self.fc1_g = nn.Linear(dim, hidden, bias=bias)
         self.fc1_x = nn.Linear(dim, hidden, bias=bias)
         self.act = activation(act)
-        self.norm = nn.LayerNorm(hidden, eps=norm_eps) if norm else nn.Identity()
+        width = hidden if norm_position == "hidden" else dim
+        self.norm = nn.LayerNorm(width, eps=norm_eps) if norm else nn.Identity()
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.norm_position == "input":
+            x = self.norm(x)
+            return self.fc2(self.act(self.fc1_g(x)) * self.fc1_x(x))
         return self.fc2(self.norm(self.act(self.fc1_g(x)) * self.fc1_x(x)))
 
 
@@ -108,14 +118,16 @@ class Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu", glu: bool = False,
                  glu_norm: bool = False, qkv_bias: bool = True, packed_qkv: bool = True, norm_eps: float = 1e-5,
-                 layer_scale: float | None = None, qk_norm: bool = False, is_causal: bool = False) -> None:
+                 layer_scale: float | None = None, qk_norm: bool = False, is_causal: bool = False,
+                 glu_norm_position: str = "hidden") -> None:
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, heads, qkv_bias=qkv_bias, packed=packed_qkv, qk_norm=qk_norm, is_causal=is_causal)
         self.ls1 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = GluMlp(dim, hidden, act, norm=glu_norm, norm_eps=norm_eps) if glu else Mlp(dim, hidden, act)
+        self.mlp = (GluMlp(dim, hidden, act, norm=glu_norm, norm_eps=norm_eps, norm_position=glu_norm_position)
+                    if glu else Mlp(dim, hidden, act))
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:

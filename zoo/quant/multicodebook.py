@@ -15,14 +15,15 @@ class MultiCodebookQuantizer(nn.Module):
     """
 
     def __init__(self, num_codebooks: int, codebook_size: int, dim: int, l2_norm: bool = True,
-                 beta: float = 0.25) -> None:
+                 beta: float = 0.25, similarity: str = "euclidean") -> None:
         super().__init__()
         if dim % num_codebooks:
             raise ValueError(f"dim {dim} is not divisible by num_codebooks {num_codebooks}")
         self.num_codebooks, self.codebook_size, self.dim = num_codebooks, codebook_size, dim
         self.chunk = dim // num_codebooks
         self.codebooks = nn.ModuleList(
-            VectorQuantizer(codebook_size, self.chunk, l2_norm=l2_norm, beta=beta) for _ in range(num_codebooks)
+            VectorQuantizer(codebook_size, self.chunk, l2_norm=l2_norm, beta=beta, similarity=similarity)
+            for _ in range(num_codebooks)
         )
 
     def forward(self, z: Tensor) -> QuantizerOutput:
@@ -34,6 +35,10 @@ class MultiCodebookQuantizer(nn.Module):
             commitment_loss=sum(o.commitment_loss for o in outs) / len(outs),
             codebook_loss=sum(o.codebook_loss for o in outs) / len(outs),
         )
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Indices only: ``[..., G*d]`` -> int64 ``[..., G]`` (each lookup in fp32)."""
+        return torch.stack([q.quantize(part) for q, part in zip(self.codebooks, z.split(self.chunk, dim=-1))], dim=-1)
 
     def lookup(self, indices: Tensor) -> Tensor:
         """int64 ``[..., G]`` -> ``[..., G*d]``."""

@@ -29,14 +29,20 @@ class VectorQuantizer(nn.Module):
 
     With ``l2_norm=True`` (TiTok, One-D-Piece, ALIT, UniTok, ImageFolder) both the inputs and the codebook rows are
     l2-normalised before the lookup (cosine similarity) and the quantized vector is the normalised row.
+    similarity: "euclidean" picks the row of least squared distance (||z||² + ||e||² − 2 z·e); "dot" picks the row
+    of largest dot product (with ``l2_norm``: the cosine argmax UniTok computes). Equal in exact arithmetic for
+    normalised vectors, the two can differ in the last float bit, so each family uses its upstream's form.
     With ``ema_decay`` set, the codebook is updated by exponential moving averages of the assigned inputs in
     training mode instead of by the codebook loss (buffers `ema_cluster_size`, `ema_embed_sum`).
     """
 
     def __init__(self, codebook_size: int, dim: int, l2_norm: bool = False, beta: float = 0.25,
-                 ema_decay: float | None = None, ema_eps: float = 1e-5) -> None:
+                 ema_decay: float | None = None, ema_eps: float = 1e-5, similarity: str = "euclidean") -> None:
         super().__init__()
+        if similarity not in ("euclidean", "dot"):
+            raise ValueError(f"similarity must be 'euclidean' or 'dot', got {similarity!r}")
         self.codebook_size, self.dim, self.l2_norm, self.beta = codebook_size, dim, l2_norm, beta
+        self.similarity = similarity
         self.embedding = nn.Embedding(codebook_size, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
         self.ema_decay, self.ema_eps = ema_decay, ema_eps
@@ -58,6 +64,12 @@ class VectorQuantizer(nn.Module):
         e = self.codebook()
         return z.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * (z @ e.t())
 
+    def nearest(self, flat: Tensor) -> Tensor:
+        """Index of the closest codebook row for each row of ``flat [N, D]``, int64 ``[N]`` (ties: first index)."""
+        if self.similarity == "dot":
+            return (flat @ self.codebook().to(flat.dtype).t()).argmax(dim=1)
+        return self.distances(flat).argmin(dim=1)
+
     def lookup(self, indices: Tensor) -> Tensor:
         """int64 ``[...]`` -> code vectors ``[..., D]`` (exact rows, no straight-through)."""
         return F.embedding(indices, self.codebook())
@@ -68,7 +80,7 @@ class VectorQuantizer(nn.Module):
         if self.l2_norm:
             flat = F.normalize(flat, dim=-1)
         with torch.autocast(device_type=flat.device.type, enabled=False):
-            return self.distances(flat).argmin(dim=1).reshape(z.shape[:-1])
+            return self.nearest(flat).reshape(z.shape[:-1])
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """``z [..., D]`` -> `QuantizerOutput` with straight-through `quantized` and the VQ losses."""
@@ -78,7 +90,7 @@ class VectorQuantizer(nn.Module):
             if self.l2_norm:
                 z = F.normalize(z, dim=-1)
             flat = z.reshape(-1, self.dim)
-            indices = self.distances(flat).argmin(dim=1)
+            indices = self.nearest(flat)
             z_q = self.lookup(indices).reshape(shape)
             if self.training and self.ema_decay is not None:
                 self._ema_update(flat, indices)
