@@ -108,7 +108,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{e.name}  ({fam.description})")
+    print(f"{e.name}  (family {e.family}: {fam.description})")
     print(f"  {e.description}")
     where = f"hf://{e.hub_repo}/{e.hub_file}" if e.hub_repo else (e.url or "packaged with zoo")
     print(f"  weights:     {where}")
@@ -271,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `zoo list | head`: the reader went away; stop quietly like other Unix tools
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130

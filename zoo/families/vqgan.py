@@ -86,7 +86,7 @@ register_family(FamilySpec(
     config_from_official=convert.config_from_official,
     extract=convert.extract,
     official_repo="https://github.com/bytedance/1d-tokenizer (modeling/modules/maskgit_vqgan.py)",
-    description="MaskGIT VQGAN: conv encoder/decoder without attention, f16, 1024x256 codebook",
+    description="MaskGIT-style VQGAN: conv encoder/decoder without attention (any downsampling factor and codebook)",
 ))
 
 register_model(ModelEntry(
