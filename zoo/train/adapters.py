@@ -8,8 +8,9 @@ which quantizers to watch (usage, entropy, dead-code restarts), and adds the fam
   stage 2 = pixel losses with encoder and quantizer frozen; Tail Token Drop is the model's own (config
   ``tail_token_drop``) and the kept length is logged;
 - imagefolder: the semantic branch's distillation towards a frozen DINOv2 (``loss.semantic``, ``loss.teacher``);
-- unitok (CLIP contrastive) and alit (per-rollout losses): not yet (no family module when this was written);
-  `get_adapter` says so.
+- unitok: CLIP contrastive loss between the quantized-token image embedding and the caption's text embedding
+  (``loss.clip``; captions from ``data.captions``), the learned logit scale clamped to [0, ln 100] as upstream;
+- alit (per-rollout losses): not yet; `get_adapter` says so.
 Users add adapters for their own families the same way.
 """
 from __future__ import annotations
@@ -58,6 +59,9 @@ class FamilyAdapter:
             if getattr(recipe.loss, key) and key not in self.supported_losses:
                 raise ConfigError(f"recipe.loss.{key} is a hook of another family; {recipe.family} does not use it "
                                   "(set it to 0)")
+        if recipe.data.captions and "clip" not in self.supported_losses:
+            raise ConfigError(f"recipe.data.captions: {recipe.family} does not train on captions (only CLIP-style "
+                              "families such as unitok do); set it to false")
         if recipe.loss.rollout_weights is not None and "rollout_weights" not in self.supported_losses:
             raise ConfigError(f"recipe.loss.rollout_weights is ALIT's; {recipe.family} does not use it")
 
@@ -68,7 +72,9 @@ class FamilyAdapter:
         """Parameter-name patterns this stage keeps frozen."""
         return []
 
-    def forward(self, model: nn.Module, raw: nn.Module, images: Tensor, recipe: Recipe) -> StepOutput:
+    def forward(self, model: nn.Module, raw: nn.Module, images: Tensor, recipe: Recipe,
+                captions: list[str] | None = None) -> StepOutput:
+        """One training forward. `captions` (B strings) come only when ``data.captions`` is set."""
         raise NotImplementedError
 
     def last_layer(self, raw: nn.Module) -> Tensor | None:
@@ -82,7 +88,6 @@ class FamilyAdapter:
 
 _ADAPTERS: dict[str, FamilyAdapter] = {}
 _PENDING = {
-    "unitok": "UniTok's CLIP contrastive hook",
     "alit": "ALIT's per-rollout losses",
     "tokenflow": "TokenFlow's semantic hook",
 }
@@ -127,7 +132,7 @@ class VQGANAdapter(FamilyAdapter):
             raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} is not a multiple of the model's "
                               f"downsampling factor {f}")
 
-    def forward(self, model, raw, images, recipe):
+    def forward(self, model, raw, images, recipe, captions=None):
         recon, q = model(images)
         return StepOutput(recon=recon, quantizer=q, indices=q.indices)
 
@@ -205,7 +210,7 @@ class TiTokAdapter(FamilyAdapter):
             return ["pixel_quantize.*", "pixel_decoder.*"]
         return ["encoder.*", "quantize.*", "latent_tokens"]
 
-    def forward(self, model, raw, images, recipe):
+    def forward(self, model, raw, images, recipe, captions=None):
         out = model(images)
         q = out["quantizer"]
         logs = {"num_tokens": float(out["num_tokens"])}
@@ -252,7 +257,7 @@ class ImageFolderAdapter(FamilyAdapter):
             self.semantic = SemanticLoss(teacher, recipe.loss.semantic, cfg.semantic_logit_scale,
                                          cfg.semantic_l2_norm).to(device)
 
-    def forward(self, model, raw, images, recipe):
+    def forward(self, model, raw, images, recipe, captions=None):
         out = model(images)
         q = out["quantizer"]
         losses = {}
@@ -268,7 +273,52 @@ class ImageFolderAdapter(FamilyAdapter):
         return []  # multi-scale product quantizer: usage is counted from the indices; no entropy/restarts
 
 
+class UniTokAdapter(FamilyAdapter):
+    """UniTok: pixel + VQ losses on the multi-codebook reconstruction, plus CLIP contrastive (`loss.clip`) between
+    the image embedding of the *quantized* tokens and the text tower's embedding of each image's caption."""
+
+    families = ("unitok",)
+    supported_losses = ("clip",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        if recipe.loss.clip and not recipe.data.captions:
+            raise ConfigError("recipe.loss.clip needs captions: set data.captions: true (sidecar .txt files, "
+                              "webdataset .txt members or an hf text column)")
+        if recipe.data.crop_size % 16:
+            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} is not a multiple of 16 "
+                              "(UniTok's encoder stride)")
+
+    def forward(self, model, raw, images, recipe, captions=None):
+        import math
+
+        from .losses import clip_contrastive_loss
+
+        tokens = None
+        if recipe.loss.clip:
+            if captions is None:
+                raise ConfigError("recipe.loss.clip is set but the batch has no captions (data.captions)")
+            with torch.no_grad():  # upstream clamps after each step; before each forward is the same thing
+                raw.logit_scale.clamp_(0, math.log(100))
+            tokens = raw.tokenize(captions).to(images.device)
+        out = model(images, tokens)
+        q = out["quantizer"]
+        losses, logs = {}, {}
+        if tokens is not None:
+            clip = clip_contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+            losses["clip"] = recipe.loss.clip * clip
+            logs["clip_logit_scale"] = float(out["logit_scale"].detach())
+        return StepOutput(recon=out["images"], quantizer=q, losses=losses, indices=q.indices, logs=logs)
+
+    def last_layer(self, raw):
+        return raw.decoder.last_layer
+
+    def quantizers(self, raw):
+        return []  # G sub-codebooks: usage is counted from the indices
+
+
 register_adapter(VQGANAdapter())
+register_adapter(UniTokAdapter())
 register_adapter(ImageFolderAdapter())
 register_adapter(TiTokAdapter())
 

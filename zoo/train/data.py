@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import itertools
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -28,6 +29,21 @@ from .recipe import DataConfig
 # scikit-image's bundled colour photos (no download needed); grey or synthetic images are left out.
 _SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field",
                    "cat", "motorcycle_left", "motorcycle_right")
+
+
+# Captions of the bundled photos, for CLIP-style recipes that run offline.
+_SKIMAGE_CAPTIONS = {
+    "astronaut": "a portrait photo of an astronaut in front of a flag",
+    "coffee": "a cup of coffee on a saucer",
+    "chelsea": "a photo of a ginger cat",
+    "rocket": "a rocket on a launch pad",
+    "immunohistochemistry": "a microscope image of stained tissue",
+    "retina": "a photo of a human retina",
+    "hubble_deep_field": "galaxies in deep space",
+    "cat": "a photo of a cat",
+    "motorcycle_left": "a motorcycle in a workshop",
+    "motorcycle_right": "a motorcycle in a workshop",
+}
 
 
 def skimage_photo_names() -> list[str]:
@@ -64,18 +80,24 @@ def expand_braces(pattern: str) -> list[str]:
 # Sources: items + reader
 # ---------------------------------------------------------------------------------------------------------------
 class ImageSource:
-    """A list of named items and a function that reads item i as a PIL RGB image."""
+    """A list of named items, a function that reads item i as a PIL RGB image, and optionally its caption."""
 
-    def __init__(self, names: list[str], reader: Callable[[int], Image.Image]) -> None:
+    def __init__(self, names: list[str], reader: Callable[[int], Image.Image],
+                 captioner: Callable[[int], str] | None = None) -> None:
         if not names:
             raise ConfigError("recipe.data: no training images left (check data.paths and data.exclude)")
-        self.names, self._reader = names, reader
+        self.names, self._reader, self._captioner = names, reader, captioner
 
     def __len__(self) -> int:
         return len(self.names)
 
     def read(self, i: int) -> Image.Image:
         return self._reader(i)
+
+    def caption(self, i: int) -> str:
+        if self._captioner is None:
+            raise ConfigError("recipe.data.captions is set but this data source has no captions")
+        return self._captioner(i)
 
 
 def _excluded(name: str, patterns: list[str]) -> bool:
@@ -113,22 +135,48 @@ def _files_source(cfg: DataConfig) -> ImageSource:
             img.draft("RGB", (need, need))
             return pil_to_rgb(img.copy() if img.mode != "P" else img.convert("RGBA"))
 
-    return ImageSource([n for n, _ in entries], read)
+    captioner = None
+    if cfg.captions:
+        captions = []
+        for name, value in entries:
+            if isinstance(value, str):
+                captions.append(_SKIMAGE_CAPTIONS.get(value, f"a photo of {value.replace('_', ' ')}"))
+                continue
+            sidecar = Path(value).with_suffix(".txt")
+            if not sidecar.is_file():
+                raise ConfigError(f"recipe.data.captions: {value} has no caption file {sidecar} (one UTF-8 "
+                                  "<stem>.txt next to each image)")
+            captions.append(sidecar.read_text(encoding="utf-8").strip())
+        captioner = captions.__getitem__
+    return ImageSource([n for n, _ in entries], read, captioner)
 
 
 def _webdataset_source(cfg: DataConfig) -> ImageSource:
     """Local tar shards in the webdataset layout (``key.jpg``, ``key.json``, ...): one item per image member."""
     members: list[tuple[str, str]] = []
+    texts: dict[tuple[str, str], str] = {}  # (shard, sample key) -> caption member
     suffixes = tuple("." + k.lower() for k in cfg.webdataset_image_keys)
     for pattern in cfg.paths:
         for shard in expand_braces(pattern):
             try:
                 with tarfile.open(shard) as tar:
-                    members.extend((shard, m.name) for m in tar.getmembers()
-                                   if m.isfile() and m.name.lower().endswith(suffixes))
+                    for m in tar.getmembers():
+                        if not m.isfile():
+                            continue
+                        if m.name.lower().endswith(suffixes):
+                            members.append((shard, m.name))
+                        elif cfg.captions and m.name.lower().endswith((".txt", ".json")):
+                            key = (shard, _sample_key(m.name))
+                            if m.name.lower().endswith(".txt") or key not in texts:
+                                texts[key] = m.name
             except (tarfile.TarError, OSError) as exc:
                 raise ConfigError(f"recipe.data.paths: cannot read shard {shard}: {exc}") from None
     members = [m for m in members if not _excluded(f"{m[0]}/{m[1]}", cfg.exclude)]
+    if cfg.captions:
+        missing = [f"{s}/{n}" for s, n in members if (s, _sample_key(n)) not in texts]
+        if missing:
+            raise ConfigError(f"recipe.data.captions: {len(missing)} image(s) have no .txt/.json caption in their "
+                              f"webdataset sample, e.g. {missing[0]}")
     handles: dict[str, tarfile.TarFile] = {}
 
     def read(i: int) -> Image.Image:
@@ -140,7 +188,28 @@ def _webdataset_source(cfg: DataConfig) -> ImageSource:
         with Image.open(io.BytesIO(data)) as img:
             return pil_to_rgb(img.copy())
 
-    return ImageSource([f"{s}/{n}" for s, n in members], read)
+    def caption(i: int) -> str:
+        shard, name = members[i]
+        member = texts[(shard, _sample_key(name))]
+        tar = handles.get(shard)
+        if tar is None:
+            tar = handles[shard] = tarfile.open(shard)
+        raw = tar.extractfile(member).read().decode("utf-8")
+        if member.lower().endswith(".txt"):
+            return raw.strip()
+        meta = json.loads(raw)
+        for key in ("caption", "text", "txt"):
+            if isinstance(meta.get(key), str):
+                return meta[key].strip()
+        raise InputError(f"{shard}/{member} has no 'caption' or 'text' string field")
+
+    return ImageSource([f"{s}/{n}" for s, n in members], read, caption if cfg.captions else None)
+
+
+def _sample_key(member: str) -> str:
+    """webdataset's sample key: the member name up to the first dot of its last path component."""
+    head, _, base = member.rpartition("/")
+    return f"{head}/{base.split('.', 1)[0]}" if head else base.split(".", 1)[0]
 
 
 def _hf_source(cfg: DataConfig) -> ImageSource:
@@ -163,11 +232,18 @@ def _hf_source(cfg: DataConfig) -> ImageSource:
         raise ConfigError(f"recipe.data.hf_image_key: {cfg.hf_image_key!r} is not a column of {name!r}; "
                           f"columns: {ds.column_names}")
 
+    if cfg.captions and cfg.hf_text_key not in ds.column_names:
+        raise ConfigError(f"recipe.data.hf_text_key: {cfg.hf_text_key!r} is not a column of {name!r}; "
+                          f"columns: {ds.column_names}")
+
     def read(i: int) -> Image.Image:
         img = ds[i][cfg.hf_image_key]
         return pil_to_rgb(img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img)))
 
-    return ImageSource([f"{name}[{i}]" for i in range(len(ds))], read)
+    def caption(i: int) -> str:
+        return str(ds[i][cfg.hf_text_key])
+
+    return ImageSource([f"{name}[{i}]" for i in range(len(ds))], read, caption if cfg.captions else None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,9 +313,12 @@ class CropDataset(torch.utils.data.Dataset):
             img = self._cache[i] = _shrink(self.source.read(i), self.cfg.cache_shorter)
         return img
 
-    def __getitem__(self, n: int) -> Tensor:
+    def __getitem__(self, n: int) -> Tensor | tuple[Tensor, str]:
+        """The crop ``[3, S, S]``; with ``captions``, ``(crop, caption)`` (batches: ``[B, 3, S, S]``, B strings)."""
         gen = torch.Generator().manual_seed((self.seed + 1) * 7_919_000_001 + n)
-        return make_crop(self.image(self.item_of(n)), self.cfg, gen)
+        i = self.item_of(n)
+        crop = make_crop(self.image(i), self.cfg, gen)
+        return (crop, self.source.caption(i)) if self.cfg.captions else crop
 
 
 class SampleStream:
@@ -268,7 +347,8 @@ class SampleStream:
         )
         return iter(loader)
 
-    def next(self) -> Tensor:
+    def next(self) -> Tensor | list:
+        """The next batch of this process: ``[B, 3, S, S]``, or ``[images, captions]`` with data.captions."""
         if self._iter is None:
             self._iter = self._loader()
         batch = next(self._iter)

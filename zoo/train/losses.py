@@ -97,3 +97,28 @@ def entropy_loss(z: Tensor, codebook: Tensor, temperature: float = 0.01) -> Tens
     avg = p.mean(0)
     codebook_entropy = -(avg * torch.log(avg + 1e-5)).sum()
     return per_sample - codebook_entropy
+
+
+def clip_contrastive_loss(image_features: Tensor, text_features: Tensor, logit_scale: Tensor) -> Tensor:
+    """open_clip's `ClipLoss` with ``local_loss=True, gather_with_grad=True``.
+
+    image_features, text_features: normalised ``[B, D]`` of this process; logit_scale: the exponentiated scale.
+    Each process scores its own B images against every process's texts (and its texts against every image), so
+    the labels are this process's slice ``rank·B + arange(B)``; gathering keeps gradients (all_gather with
+    autograd), and the mean over processes equals the loss of one process holding the global batch.
+    """
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world > 1:
+        from torch.distributed.nn.functional import all_gather
+
+        all_images = torch.cat(all_gather(image_features), dim=0)
+        all_texts = torch.cat(all_gather(text_features), dim=0)
+        rank = dist.get_rank()
+    else:
+        all_images, all_texts, rank = image_features, text_features, 0
+    logits_per_image = logit_scale * image_features @ all_texts.t()
+    logits_per_text = logit_scale * text_features @ all_images.t()
+    labels = torch.arange(image_features.shape[0], device=image_features.device) + rank * image_features.shape[0]
+    return (F.cross_entropy(logits_per_image.float(), labels) + F.cross_entropy(logits_per_text.float(), labels)) / 2

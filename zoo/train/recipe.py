@@ -29,6 +29,10 @@ class DataConfig:
         original unless needed to fit the crop), then a random ``crop_size`` square is cut (ADM's random_crop_arr).
         With ``random_crop: false`` the centre crop of the shorter side resized to `crop_size` is used.
     cache_shorter: decode each image once, shrink its shorter side to this, and keep it in memory (small sets).
+    captions: also read each image's caption (CLIP-style training, e.g. UniTok): batches become
+        ``(images, list of strings)``. Files: a sidecar ``<stem>.txt``; webdataset: the sample's ``.txt`` member
+        (or ``.json`` with a "caption" / "text" field); hf: the `hf_text_key` column; ``skimage:NAME``: a short
+        built-in description.
     """
 
     source: str = "images"
@@ -43,6 +47,8 @@ class DataConfig:
     cache_shorter: int | None = None
     hf_split: str = "train"
     hf_image_key: str = "image"
+    hf_text_key: str = "text"
+    captions: bool = False
     webdataset_image_keys: list[str] = field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
 
 

@@ -304,8 +304,13 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
         while step < rec.train.max_steps:
             gan_on = disc is not None and step >= gcfg.start
             with accelerator.accumulate(*([model, disc] if disc is not None else [model])):
-                images = stream.next().to(device, non_blocking=True)
-                out_step: StepOutput = adapter.forward(model, raw, images, rec)
+                batch = stream.next()
+                captions = None
+                if isinstance(batch, (tuple, list)):  # data.captions: (images, captions)
+                    batch, captions = batch
+                images = batch.to(device, non_blocking=True)
+                out_step: StepOutput = (adapter.forward(model, raw, images, rec) if captions is None else
+                                        adapter.forward(model, raw, images, rec, captions=list(captions)))
                 terms, nll = _generator_terms(rec, out_step, images, pixel, lpips, convnext, accelerator, tap,
                                               quantizers)
                 total = sum(terms.values()) if terms else images.new_zeros(())
