@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -220,6 +220,31 @@ class ImageFolder(Tokenizer):
             raise InputError("teacher_forcing_input needs all scales")
         branches = self.quantize.branches
         return torch.cat([q.var_input(codes.indices[..., g].to(self.device)) for g, q in enumerate(branches)], -1)
+
+    @torch.no_grad()
+    def next_scale_input(self, state: list[Tensor] | None, si: int,
+                         indices: Sequence[Tensor]) -> tuple[list[Tensor], Tensor | None]:
+        """One step of next-scale generation (the release's ``get_next_autoregressive_input``, per branch).
+
+        state: each branch's running reconstruction ``[B, C, s, s]`` (None before scale 0); indices: scale
+        `si`'s sampled codes, one int64 ``[B, p²]`` per branch. Returns the new state and the next scale's input
+        ``[B, p_next², G·C]`` (branches side by side), or None after the last scale.
+        """
+        branches = self.quantize.branches
+        if len(indices) != len(branches):
+            raise InputError(f"next_scale_input needs one index tensor per branch ({len(branches)}), got {len(indices)}")
+        p, side = self.config.scale_sides[si], self.config.latent_side
+        B = indices[0].shape[0]
+        if state is None:
+            state = [torch.zeros(B, q.dim, side, side, device=self.device) for q in branches]
+        maps = []
+        for g, (q, idx) in enumerate(zip(branches, indices)):
+            h = q.embedding(idx.to(self.device).reshape(B, p, p)).permute(0, 3, 1, 2)
+            state[g], nxt = q.next_var_input(si, state[g], h)
+            maps.append(nxt)
+        if si == len(self.config.scale_sides) - 1:
+            return state, None
+        return state, torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=-1)
 
     # ---- training ----
     def forward(self, images: Tensor, keep: Tensor | None = None) -> dict[str, Any]:
