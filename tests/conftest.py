@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# converted official checkpoints are cached by zoo; tests keep that cache out of the user's home
+os.environ.setdefault("ZOO_CACHE", tempfile.mkdtemp(prefix="zoo-test-cache-"))
 
 import numpy as np
 import pytest
