@@ -447,5 +447,11 @@ class Tokenizer(nn.Module):
             raise CheckpointError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> dict[str, str]:
+        """Push ``config.json`` + ``model.safetensors`` + a model card to the hub (see zoo.hub.push_to_hub)."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}"

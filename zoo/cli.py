@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from .errors import InputError, ZooError
 
 # Packages that add subcommands: each module has `add_commands(subparsers)`.
-EXTENSIONS: tuple[str, ...] = ("zoo.train.cli",)
+EXTENSIONS: tuple[str, ...] = ("zoo.train.cli", "zoo.hub_cli")
 
 
 def _device(name: str | None) -> str:
@@ -122,6 +122,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     for m in e.metrics:
         print(f"  {m.name}: {m.value:g} on {m.dataset}" + (f" [{m.protocol}]" if m.protocol else "")
               + (f" ({m.source})" if m.source else ""))
+    try:  # the model card's view (hub metadata, layout, recipe); never fatal for `info`
+        from .cards import info_lines
+
+        for line in info_lines(e.name):
+            print(line)
+    except ZooError:
+        pass
     print(f"  license:     {e.license or 'unknown'}   paper: {e.paper}")
     print(f"  config:      {json.dumps(config_to_dict(config))}")
     return 0

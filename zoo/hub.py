@@ -3,17 +3,38 @@
 All network access of the zoo happens here. Offline (``HF_HUB_OFFLINE=1``, or no route to the hub) files come from
 the huggingface_hub cache, laid out as huggingface_hub lays it out; a file that is not there raises `OfflineError`
 saying which file is needed and how to provide it.
+
+Caches and integrity:
+- the huggingface_hub cache (``$HF_HUB_CACHE``) holds downloaded files exactly as huggingface_hub lays them out;
+- the zoo cache (``$ZOO_CACHE``, default ``~/.cache/zoo``) holds official checkpoints converted once to our folder
+  layout, under ``converted/{name}/{source sha256[:16]}-{hash of config and zoo version}/``, so a second load
+  reads one safetensors file and never unpickles;
+- folders we write carry ``weights_sha256`` in ``config.json``; a weights file that does not match is refused.
+
+The endpoint is ``endpoint=`` when given, else ``HF_ENDPOINT`` read at call time (huggingface_hub binds it once,
+at import), else ``huggingface_hub.constants.ENDPOINT``; it is passed explicitly to every huggingface_hub call.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
+import shutil
 import socket
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import urlparse
 
 from .errors import CheckpointError, InputError, OfflineError
 from .registry import ModelEntry
+
+if TYPE_CHECKING:
+    from .api import Tokenizer
+
+CARD_NAME = "README.md"
+DIGEST_KEY = "weights_sha256"
 
 
 def _offline() -> bool:
@@ -22,17 +43,19 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _endpoint() -> str:
+def _endpoint(endpoint: str | None = None) -> str:
+    """`endpoint`, else ``HF_ENDPOINT`` as it is now (huggingface_hub itself only reads it at import), else
+    huggingface_hub's endpoint."""
     from huggingface_hub import constants
 
-    return constants.ENDPOINT
+    return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
-def hub_reachable(timeout: float = 2.0) -> bool:
+def hub_reachable(timeout: float = 2.0, endpoint: str | None = None) -> bool:
     """True when the hub endpoint accepts a TCP connection (checked once, quickly, instead of 20 s of retries)."""
     if _offline():
         return False
-    url = urlparse(_endpoint())
+    url = urlparse(_endpoint(endpoint))
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=timeout):
@@ -41,7 +64,8 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def fetch_official(entry: ModelEntry) -> Path:
+def fetch_official(entry: ModelEntry, cache_dir: str | os.PathLike | None = None,
+                   endpoint: str | None = None) -> Path:
     """Local path of a named model's official checkpoint, downloaded through the HF cache when needed."""
     if entry.hub_repo is None or entry.hub_file is None:
         where = f" from {entry.url}" if entry.url else ""
@@ -49,40 +73,45 @@ def fetch_official(entry: ModelEntry) -> Path:
             f"{entry.name} is not on the Hugging Face Hub: download its checkpoint{where} and pass it with "
             f"zoo.load({entry.name!r}, checkpoint=PATH) (or `--checkpoint PATH` on the command line)"
         )
-    return hf_file(entry.hub_repo, entry.hub_file, entry.hub_revision, what=entry.name)
+    return hf_file(entry.hub_repo, entry.hub_file, entry.hub_revision, what=entry.name, cache_dir=cache_dir,
+                   endpoint=endpoint)
 
 
 def hf_file(repo_id: str, filename: str, revision: str | None = None, what: str | None = None,
-            cache_dir: str | os.PathLike | None = None) -> Path:
+            cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> Path:
     """`hf_hub_download` with one clear error when the file is neither cached nor reachable."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
     label = what or repo_id
-    if not hub_reachable():
+    if not hub_reachable(endpoint=endpoint):
         cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
         if isinstance(cached, str):
             return Path(cached)
         raise OfflineError(_offline_message(repo_id, filename, revision, label))
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir))
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                    endpoint=_endpoint(endpoint), library_name="visual-tokenizer-zoo"))
+    except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
+        raise OfflineError(_offline_message(repo_id, filename, revision, label)) from None
     except RevisionNotFoundError:
-        raise InputError(f"{label}: revision {revision!r} does not exist in hub repo {repo_id}") from None
-    except EntryNotFoundError:
+        raise InputError(f"{label}: revision {revision!r} does not exist in hub repo {repo_id} (a branch, tag or "
+                         "commit sha; `huggingface-cli repo-info` or the repo's page lists them)") from None
+    except (RemoteEntryNotFoundError, EntryNotFoundError):
         raise InputError(f"{label}: hub repo {repo_id} has no file {filename!r}"
-                         + (f" at revision {revision}" if revision else "")) from None
+                         + (f" at revision {revision}" if revision else "")
+                         + " (is it a visual-tokenizer-zoo folder? it needs config.json + model.safetensors)") from None
     except RepositoryNotFoundError:
         raise InputError(f"{label}: hub repo {repo_id!r} does not exist (or is private: log in first)") from None
-    except LocalEntryNotFoundError:
-        raise OfflineError(_offline_message(repo_id, filename, revision, label)) from None
 
 
 def _offline_message(repo_id: str, filename: str, revision: str | None, label: str) -> str:
     from huggingface_hub import constants
 
     rev = f" --revision {revision}" if revision else ""
-    return (f"{label} needs {filename!r} from the hub repo {repo_id}, which is not in the Hugging Face cache "
+    at = f" at revision {revision}" if revision else ""
+    return (f"{label} needs {filename!r} from the hub repo {repo_id}{at}, which is not in the Hugging Face cache "
             f"({constants.HF_HUB_CACHE}) and the hub cannot be reached (offline). On a machine with network run "
             f"`huggingface-cli download {repo_id} {filename}{rev}` and copy the cache, or pass the file with "
             f"checkpoint=PATH.")
@@ -96,13 +125,213 @@ def parse_hub_id(target: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
-def load_from_hub(target: str, cache_dir: str | os.PathLike | None = None) -> Any:
-    """Load one of our folders (config.json + model.safetensors) from the hub: ``user/repo[@revision]``."""
-    from .loading import CONFIG_NAME, WEIGHTS_NAME, load_folder
+# ---------------------------------------------------------------------------------------------------------------
+# Integrity: folders we write record the sha256 of their weights
+# ---------------------------------------------------------------------------------------------------------------
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_folder(model: "Tokenizer", directory: str | os.PathLike, extra: Mapping[str, Any] | None = None,
+                 stamp: bool = True) -> Path:
+    """`save_pretrained` plus ``weights_sha256`` in config.json (written atomically after the weights).
+
+    stamp: remember that this file was verified, so its first load skips the hash (False for temporary folders).
+    """
+    from .loading import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
+
+    directory = save_pretrained(model, directory, extra=extra)
+    cfg = directory / CONFIG_NAME
+    meta = json.loads(cfg.read_text())
+    meta[DIGEST_KEY] = file_sha256(directory / WEIGHTS_NAME)
+    if stamp:  # we just hashed it: the next load need not
+        _write_stamp(directory / WEIGHTS_NAME, meta[DIGEST_KEY])
+    tmp = cfg.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, cfg)
+    return directory
+
+
+def load_verified(directory: str | os.PathLike, what: str | None = None) -> "Tokenizer":
+    """`load_folder` after checking the weights against ``weights_sha256`` (when the config records one)."""
+    from .loading import CONFIG_NAME, WEIGHTS_NAME, load_folder, read_folder_config
+
+    directory = Path(directory)
+    meta = read_folder_config(directory)
+    expected = meta.get(DIGEST_KEY)
+    weights = directory / WEIGHTS_NAME
+    if expected is not None and weights.is_file() and not _stamp_matches(weights, expected):
+        actual = file_sha256(weights)
+        if actual != expected:
+            raise CheckpointError(
+                f"{what or directory}: {WEIGHTS_NAME} was changed after it was written (sha256 {actual[:12]}… but "
+                f"{CONFIG_NAME} records {expected[:12]}…): refusing to load it. Delete {weights.resolve()} "
+                "(and its folder) so that it is downloaded or converted again.")
+        _write_stamp(weights, expected)
+    return load_folder(directory)
+
+
+# Hashing a multi-GB file on every load would cost seconds, so a successful check is remembered with the file's
+# identity (device, inode, size, mtime and ctime: any write changes ctime, which utime cannot set back; a rename
+# keeps them all); the next load of the same unchanged file skips the hash.
+def _stamp_path(expected: str) -> Path:
+    return zoo_cache_dir() / "verified" / f"{expected}.json"
+
+
+def _identity(path: Path) -> dict[str, Any]:
+    real = Path(os.path.realpath(path))
+    st = real.stat()
+    return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns}
+
+
+def _stamp_matches(path: Path, expected: str) -> bool:
+    try:
+        return json.loads(_stamp_path(expected).read_text()) == _identity(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _write_stamp(path: Path, expected: str) -> None:
+    stamp = _stamp_path(expected)
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = stamp.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(_identity(path)))
+        os.replace(tmp, stamp)
+    except OSError:  # a read-only cache only costs the hash next time
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pull: hf://user/repo[@revision]
+# ---------------------------------------------------------------------------------------------------------------
+def load_from_hub(target: str, cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> Any:
+    """Load one of our folders (config.json + model.safetensors) from the hub: ``user/repo[@revision]``.
+
+    The revision (branch, tag or commit sha) is pinned: both files come from the same commit. Offline, both
+    come from the huggingface_hub cache. Loading is strict and the weights' sha256 is checked.
+    """
+    from .loading import CONFIG_NAME, WEIGHTS_NAME
 
     repo_id, revision = parse_hub_id(target)
-    config = hf_file(repo_id, CONFIG_NAME, revision, cache_dir=cache_dir)
-    weights = hf_file(repo_id, WEIGHTS_NAME, revision, cache_dir=cache_dir)
+    what = f"hf://{target}"
+    config = hf_file(repo_id, CONFIG_NAME, revision, what=what, cache_dir=cache_dir, endpoint=endpoint)
+    weights = hf_file(repo_id, WEIGHTS_NAME, revision, what=what, cache_dir=cache_dir, endpoint=endpoint)
     if config.parent != weights.parent:
-        raise CheckpointError(f"{repo_id}: config and weights resolved to different snapshots")
-    return load_folder(config.parent)
+        raise CheckpointError(f"{repo_id}: config and weights resolved to different snapshots "
+                              f"({config.parent.name} and {weights.parent.name}); pin a revision with @sha")
+    return load_verified(config.parent, what=what)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Push
+# ---------------------------------------------------------------------------------------------------------------
+def push_to_hub(model: "Tokenizer", repo_id: str, *, commit_message: str | None = None, private: bool = False,
+                token: str | None = None, endpoint: str | None = None, branch: str | None = None,
+                tag: str | None = None, eval_report: str | os.PathLike | None = None,
+                entry: ModelEntry | None = None, recipe: str | None = None) -> dict[str, str]:
+    """Push `model` as ``config.json`` + ``model.safetensors`` + ``README.md`` (its model card) in one commit.
+
+    entry: the registered entry whose published metrics, license and citation go into the card (default: the
+        entry named ``model.name``, if any). eval_report: a ``zoo eval`` report.json (or a JSON list of
+        {metric, value, dataset, protocol}) whose numbers go into the card as measured. tag: also tag the commit
+        (e.g. ``v1``) so that ``hf://repo@v1`` pins it. Returns {"repo_id", "commit", "url", "revision"}.
+    """
+    from huggingface_hub import HfApi
+
+    from .cards import card_info, read_eval_report, render_card
+    from .registry import _MODELS
+
+    parse_hub_id(repo_id)
+    if _offline():
+        raise OfflineError(f"cannot push to {repo_id}: huggingface_hub is offline (HF_HUB_OFFLINE is set)")
+    if not hub_reachable(endpoint=endpoint):
+        raise OfflineError(f"cannot push to {repo_id}: the hub at {_endpoint(endpoint)} cannot be reached")
+    if entry is None and model.name:
+        entry = _MODELS.get(model.name)
+    measured, source = (read_eval_report(eval_report, model.name or model.family) if eval_report is not None
+                        else ([], ""))
+    card = render_card(card_info(model, entry, measured, source, repo_id=repo_id, recipe=recipe))
+    api = HfApi(endpoint=_endpoint(endpoint), token=token, library_name="visual-tokenizer-zoo")
+    with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
+        write_folder(model, tmp, stamp=False)
+        card.save(str(Path(tmp) / CARD_NAME))
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=branch,
+                                 commit_message=commit_message or f"Upload {model.name or model.family} tokenizer "
+                                                                  "with visual-tokenizer-zoo")
+    commit = info.oid
+    if tag:
+        api.create_tag(repo_id, tag=tag, revision=commit)
+    return {"repo_id": repo_id, "commit": commit, "url": str(info.commit_url), "revision": tag or branch or "main"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Named models: official file -> converted once -> our folder in the zoo cache
+# ---------------------------------------------------------------------------------------------------------------
+def zoo_cache_dir() -> Path:
+    """``$ZOO_CACHE``, else ``$XDG_CACHE_HOME/zoo``, else ``~/.cache/zoo`` (read at call time)."""
+    if os.environ.get("ZOO_CACHE"):
+        return Path(os.environ["ZOO_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zoo"
+
+
+def source_sha256(path: Path) -> str:
+    """sha256 of an official file: the blob name when huggingface_hub stored it by its sha256 (LFS files), else
+    computed (one read)."""
+    blob = Path(os.path.realpath(path)).name
+    if re.fullmatch(r"[0-9a-f]{64}", blob):
+        return blob
+    return file_sha256(path)
+
+
+def converted_dir(entry: ModelEntry, config: Any, source_digest: str) -> Path:
+    """Where the converted copy of `entry` (with `config`) made from the file with `source_digest` lives."""
+    from . import __version__
+    from .config import config_to_dict
+    from .loading import FORMAT
+
+    # the zoo version is part of the key: a release that fixes a converter converts again instead of reusing
+    key = hashlib.sha256(json.dumps([FORMAT, __version__, entry.family, config_to_dict(config)], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:8]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", entry.name)
+    return zoo_cache_dir() / "converted" / safe / f"{source_digest[:16]}-{key}"
+
+
+def load_converted(entry: ModelEntry, config: Any, convert: Callable[[Path], "Tokenizer"]) -> "Tokenizer":
+    """A named model from its official file, converted at most once.
+
+    The official file resolves through the huggingface_hub cache (`fetch_official`); its sha256 keys a folder in
+    the zoo cache. The first load converts (`convert(official_path)`) and writes that folder atomically; later
+    loads read its safetensors (no pickle, weights' sha256 checked). An entry registered with
+    ``checkpoint_format="zoo"`` and a hub repo is one of our folders already: it is pulled like ``hf://repo@rev``.
+    """
+    if entry.checkpoint_format == "zoo":  # already our layout (a repo pushed with the zoo): nothing to convert
+        if not entry.hub_repo:
+            raise CheckpointError(f"{entry.name} is registered in the zoo format but names no hub repo")
+        return load_from_hub(entry.hub_repo + (f"@{entry.hub_revision}" if entry.hub_revision else ""))
+    source = fetch_official(entry)
+    digest = source_sha256(source)
+    folder = converted_dir(entry, config, digest)
+    if (folder / "config.json").is_file():
+        return load_verified(folder, what=f"{entry.name} (converted copy in {folder})")
+    model = convert(source)
+    model.name = entry.name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
+    try:
+        write_folder(model, tmp, extra={"source": {"repo": entry.hub_repo, "file": entry.hub_file,
+                                                   "revision": entry.hub_revision, "sha256": digest}})
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process converted it meanwhile: theirs is as good as ours
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model

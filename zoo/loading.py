@@ -44,6 +44,11 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
         the config stored in the checkpoint (if any). Sizes it does not name are read from the weights' shapes;
         `overrides` (our config keys, e.g. ``heads=8``) give what shapes cannot tell.
     """
+    if family in ("maskgit", "var"):  # generators (zoo.generate) load through the same entry point
+        from .generate import from_official as generator_from_official
+
+        return generator_from_official(checkpoint, config=config, device=device, dtype=dtype, family=family,
+                                       **overrides)
     spec = get_family(family)
     raw = load_file(checkpoint, spec.allow) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     state_dict, embedded_cfg = spec.extract(raw)
@@ -114,9 +119,14 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
             model = load_folder(Path(entry.extra["package_dir"]))
             model.name = entry.name
             return _place(model, device, dtype)
-        from .hub import fetch_official
+        from .hub import load_converted  # the official file, converted once and kept in the zoo cache
 
-        checkpoint = fetch_official(entry)
+        def convert(path: Path) -> Tokenizer:
+            return _from_state_dict(spec, config, spec.extract(load_file(path, spec.allow))[0], source=str(path))
+
+        model = load_converted(entry, config, convert)
+        model.name = entry.name
+        return _place(model, device, dtype)
     raw = load_file(checkpoint, spec.allow)
     state_dict, _ = spec.extract(raw)
     model = _from_state_dict(spec, config, state_dict, source=str(checkpoint), device=device, dtype=dtype)

@@ -1,0 +1,85 @@
+"""`zoo push`, `zoo convert` and `zoo card`: the hub on the command line (added to `zoo` through cli.EXTENSIONS)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_to_hub
+    from .loading import load
+
+    model = load(args.model, checkpoint=args.checkpoint)
+    result = push_to_hub(model, args.repo, commit_message=args.message, private=args.private, token=args.token,
+                         endpoint=args.endpoint, branch=args.branch, tag=args.tag, eval_report=args.eval_report,
+                         recipe=args.recipe)
+    pin = result["commit"]
+    print(f"pushed {args.model} to {result['repo_id']} (commit {pin[:12]}{', tag ' + args.tag if args.tag else ''})")
+    print(f"load it with: zoo.load(\"hf://{result['repo_id']}\")  or pinned: zoo.load(\"hf://{result['repo_id']}@{pin}\")")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .cards import card_info, render_card
+    from .hub import CARD_NAME, file_sha256, write_folder
+    from .loading import load
+    from .registry import get_entry
+
+    entry = get_entry(args.model)
+    model = load(entry.name, checkpoint=args.checkpoint)
+    out = Path(args.output)
+    write_folder(model, out, extra={"source": {"file": Path(args.checkpoint).name,
+                                               "sha256": file_sha256(args.checkpoint),
+                                               "repo": entry.hub_repo, "revision": entry.hub_revision}})
+    render_card(card_info(model, entry)).save(str(out / CARD_NAME))
+    print(f"converted {args.checkpoint} ({entry.name}) -> {out}/ (config.json, model.safetensors, {CARD_NAME}); "
+          f"load it with zoo.load({str(out)!r}) or push it with `zoo push {out} --repo USER/REPO`")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from .cards import card_info_for, render_card
+
+    info = card_info_for(args.model, repo_id=args.repo)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    text = str(render_card(info))
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="push a model (name or folder) to the Hugging Face Hub with its model card")
+    p.add_argument("model", help="registered name, folder written by save_pretrained/convert, or hf://user/repo")
+    p.add_argument("--repo", required=True, help="target hub repo, user/repo")
+    p.add_argument("--checkpoint", help="official checkpoint file for a registered name (downloaded by hand)")
+    p.add_argument("--eval-report", help="report.json of `zoo eval` (or a JSON list of {metric, value, dataset, "
+                   "protocol}): its numbers go into the card as measured")
+    p.add_argument("--tag", help="also tag the commit (e.g. v1), so hf://user/repo@v1 pins it")
+    p.add_argument("--branch", help="commit on this existing branch instead of main")
+    p.add_argument("--message", help="commit message")
+    p.add_argument("--recipe", help="training recipe text for the card (e.g. 'recipes/vqgan/default.yaml, 2 GPUs')")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token", help="hub token (default: the one saved by `huggingface-cli login`)")
+    p.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or https://huggingface.co)")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("convert", help="an official checkpoint file -> our folder (config.json, model.safetensors, "
+                       "README.md)")
+    p.add_argument("model", help="registered name the checkpoint belongs to (zoo list)")
+    p.add_argument("--checkpoint", required=True, help="the official file (safetensors or torch pickle)")
+    p.add_argument("-o", "--output", required=True, help="folder to write")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("card", help="render a registered model's card (README.md for the hub)")
+    p.add_argument("model")
+    p.add_argument("--repo", help="hub repo the card is for (used in the usage snippet)")
+    p.add_argument("-o", "--output", help="write the card here instead of printing it")
+    p.add_argument("--json", action="store_true", help="print the card's data instead")
+    p.set_defaults(func=cmd_card)
