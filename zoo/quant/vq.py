@@ -60,8 +60,9 @@ class VectorQuantizer(nn.Module):
         """Squared euclidean distances ``[N, K]`` between rows of ``z [N, D]`` and the codebook.
 
         Computed as ||z||² + ||e||² − 2 z·e, as the official implementations do, so that argmin ties break the same.
+        The codebook is cast to z's dtype (a bf16 model's lookups run on fp32 inputs).
         """
-        e = self.codebook()
+        e = self.codebook().to(z.dtype)
         return z.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * (z @ e.t())
 
     def nearest(self, flat: Tensor) -> Tensor:

@@ -10,7 +10,8 @@ which quantizers to watch (usage, entropy, dead-code restarts), and adds the fam
 - imagefolder: the semantic branch's distillation towards a frozen DINOv2 (``loss.semantic``, ``loss.teacher``);
 - unitok: CLIP contrastive loss between the quantized-token image embedding and the caption's text embedding
   (``loss.clip``; captions from ``data.captions``), the learned logit scale clamped to [0, ln 100] as upstream;
-- alit (per-rollout losses): not yet; `get_adapter` says so.
+- alit: stage 1 = per-rollout NLL of the base-code logits (weights ``loss.rollout_weights``) + the soft-code MSE
+  with the base VQGAN frozen; stage 2 = pixel losses on one rollout per step, cycling through the rollouts;
 Users add adapters for their own families the same way.
 """
 from __future__ import annotations
@@ -88,7 +89,6 @@ class FamilyAdapter:
 
 _ADAPTERS: dict[str, FamilyAdapter] = {}
 _PENDING = {
-    "alit": "ALIT's per-rollout losses",
     "tokenflow": "TokenFlow's semantic hook",
 }
 
@@ -317,9 +317,87 @@ class UniTokAdapter(FamilyAdapter):
         return []  # G sub-codebooks: usage is counted from the indices
 
 
+class ALITAdapter(FamilyAdapter):
+    """ALIT's two released stages (main_pretrain.py, main_full_finetuning.py).
+
+    Stage 1 (latent distillation): the base VQGAN is frozen (copied from `loss.teacher` when training from
+    scratch); every rollout r adds ``w_r·NLL(code logits, base codes) + MSE(soft code, base code row)`` and its VQ
+    loss; no pixel losses. Stage 2 (full fine-tuning): everything trains; each step reconstructs one rollout,
+    cycling 0..R-1, and the pixel / GAN losses apply to it. The release keeps one discriminator per rollout and
+    runs 8 discriminator steps per generator step; here one discriminator serves all rollouts.
+    """
+
+    families = ("alit",)
+    supported_losses = ("rollout_weights",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        stage, weights = recipe.train.stage, recipe.loss.rollout_weights
+        if stage not in (1, 2):
+            raise ConfigError(f"recipe.train.stage: ALIT trains in stage 1 (latent distillation) or 2 (full "
+                              f"fine-tuning); got {stage!r}")
+        rollouts = recipe.model.get("max_rollouts", 8)
+        if weights is not None and len(weights) != rollouts:
+            raise ConfigError(f"recipe.loss.rollout_weights needs one weight per rollout ({rollouts}), got {weights}")
+        if stage == 1 and recipe.loss.gan.weight:
+            raise ConfigError("recipe.loss.gan.weight: stage 1 has no pixel losses; set it to 0")
+        if stage == 2 and weights is not None and any(w != 1.0 for w in weights):
+            raise ConfigError("recipe.loss.rollout_weights: stage 2 trains one rollout per step, unweighted (as "
+                              "released); leave them at 1.0")
+
+    def setup(self, model, recipe, device):
+        self.step = 0
+        if recipe.train.stage == 1 and recipe.loss.teacher and recipe.train.init is None:
+            from ..loading import load
+
+            teacher = load(recipe.loss.teacher, device=device)
+            try:  # strict: a size mismatch is an error, never a partial copy
+                model.base_encoder.load_state_dict(teacher.encoder.state_dict(), strict=True)
+                model.base_quantize.load_state_dict(teacher.quantize.state_dict(), strict=True)
+                model.base_decoder.load_state_dict(teacher.decoder.state_dict(), strict=True)
+            except (RuntimeError, AttributeError):
+                raise ConfigError(f"recipe.loss.teacher {recipe.loss.teacher!r} does not fit this model's base VQGAN "
+                                  "(base_* config keys); use a MaskGIT-VQGAN of the same sizes") from None
+
+    def frozen(self, recipe):
+        return ["base_encoder.*", "base_quantize.*", "base_decoder.*"] if recipe.train.stage == 1 else []
+
+    def forward(self, model, raw, images, recipe, captions=None):
+        R = raw.config.max_rollouts
+        if recipe.train.stage == 2:
+            r = self.step % R
+            self.step += 1
+            out = model(images, rollouts=[r])
+            q = out["quantizer"][r]
+            return StepOutput(recon=out["images"][r], quantizer=q, indices=q.indices, logs={"rollout": float(r)})
+        out = model(images, pixels=False)
+        weights = recipe.loss.rollout_weights or [1.0] * R
+        gt = out["gt_indices"]
+        codebook = raw.base_quantize.embedding.weight.float()
+        target = F.embedding(gt, codebook)
+        nll = code = vq = 0.0
+        for r in range(R):
+            logits = out["logits"][r].float()
+            nll = nll + weights[r] * F.cross_entropy(logits.reshape(-1, logits.shape[-1]), gt.reshape(-1))
+            code = code + F.mse_loss(logits.softmax(-1) @ codebook, target)
+            if r < R - 1:  # the last rollout's VQ loss goes through StepOutput.quantizer
+                vq = vq + out["quantizer"][r].loss
+        q = out["quantizer"][R - 1]
+        losses = {"rollout_nll": nll, "code_mse": code}
+        if recipe.loss.quantizer:
+            losses["quantizer_rollouts"] = recipe.loss.quantizer * vq
+        acc = float((out["logits"][R - 1].argmax(-1) == gt).float().mean())
+        return StepOutput(recon=None, quantizer=q, losses=losses, indices=q.indices, pixel_losses=False,
+                          logs={"code_accuracy": acc})
+
+    def last_layer(self, raw):
+        return raw.base_decoder.conv_out.weight
+
+
 register_adapter(VQGANAdapter())
 register_adapter(UniTokAdapter())
 register_adapter(ImageFolderAdapter())
 register_adapter(TiTokAdapter())
+register_adapter(ALITAdapter())
 
 __all__ = ["FamilyAdapter", "StepOutput", "register_adapter", "get_adapter", "freeze"]
