@@ -187,12 +187,13 @@ def test_cli_reports_bad_recipe_in_one_line(tmp_path, capsys):
     assert "max_steps: 5" in capsys.readouterr().out
 
 
-def _recipes():
-    return sorted((ROOT / "recipes").rglob("*.yaml"))
+def _recipes():  # tokenizer recipes (generator recipes are checked in tests/test_generate.py)
+    return sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name != "generator")
 
 
 @pytest.mark.parametrize("path", _recipes(), ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_recipe_is_valid(path):
+    """Every tokenizer recipe in recipes/ loads and passes its family adapter's checks."""
     import yaml
 
     family = yaml.safe_load(path.read_text())["family"]
@@ -227,3 +228,12 @@ def test_default_model_reconstructs_held_out_photos_as_its_report_says():
         assert got["jpeg_same_bytes"]["per_image_bytes"][i] <= got["tokenizer"]["bytes"] or \
             got["jpeg_same_bytes"]["quality"][i] == 1
     assert min(got["tokenizer"]["per_image_psnr"]) > 15  # a recognisable reconstruction, not noise
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "generator").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_generator_recipe_is_valid(path):
+    """Generator recipes load (the tiny ones leave the tokenizer to --set tokenizer=...)."""
+    from zoo.generate.train import load_generator_recipe
+
+    rec = load_generator_recipe(path, ["tokenizer=default"])
+    assert rec.tokenizer == "default"

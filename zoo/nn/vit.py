@@ -50,7 +50,9 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, cache: dict | None = None) -> Tensor:
+        """cache: a dict that keeps this layer's keys/values between calls (incremental decoding): each call's
+        tokens follow the cached ones and, when causal, see them all plus the earlier new ones."""
         B, L, D = x.shape
         if self.packed:
             q, k, v = self.qkv(x).split(D, dim=-1)
@@ -58,7 +60,16 @@ class Attention(nn.Module):
             q, k, v = self.q(x), self.k(x), self.v(x)
         q, k, v = (t.view(B, L, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         q, k = self.q_norm(q), self.k_norm(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.is_causal and attn_mask is None)
+        causal = self.is_causal and attn_mask is None
+        if cache is not None:
+            past = cache["k"].shape[2] if "k" in cache else 0
+            if past:
+                k, v = torch.cat((cache["k"], k), dim=2), torch.cat((cache["v"], v), dim=2)
+            cache["k"], cache["v"] = k, v
+            if causal and past:
+                attn_mask = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(past)
+                causal = False
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
         return self.proj(out.transpose(1, 2).reshape(B, L, D))
 
 
@@ -130,8 +141,8 @@ class Block(nn.Module):
                     if glu else Mlp(dim, hidden, act))
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), attn_mask))
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, cache: dict | None = None) -> Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), attn_mask, cache))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
