@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 from .errors import InputError, ZooError
 
 # Packages that add subcommands: each module has `add_commands(subparsers)`.
-EXTENSIONS: tuple[str, ...] = ("zoo.train.cli", "zoo.hub_cli", "zoo.generate.cli")
+EXTENSIONS: tuple[str, ...] = ("zoo.train.cli", "zoo.hub_cli", "zoo.generate.cli", "zoo.eval.cli")
 
 
 def _device(name: str | None) -> str:

@@ -1,0 +1,131 @@
+"""Reports: report.json, report.md (results table + protocol), a rate–distortion plot, a reconstruction grid."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..images import make_grid, save_image
+
+COLUMNS = [("model", "model", "{}"), ("num_tokens", "tokens", "{}"), ("images", "N", "{}"),
+           ("bits_per_image", "bits/img", "{:.0f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"),
+           ("lpips", "LPIPS", "{:.4f}"), ("rfid", "rFID", "{:.3f}"), ("perplexity", "perplexity", "{}"),
+           ("dead", "dead codes", "{}"), ("images_per_s", "img/s", "{:.1f}")]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    import torchmetrics
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "torchmetrics": torchmetrics.__version__}
+    try:
+        import torch_fidelity
+
+        out["torch_fidelity"] = torch_fidelity.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _cell(r: dict, key: str, fmt: str) -> str:
+    if key in ("perplexity", "dead"):
+        groups = r.get("usage")
+        if not groups:
+            return "–"
+        vals = [g[key] for g in groups]
+        return "/".join(f"{v:.1f}" if key == "perplexity" else str(v) for v in vals)
+    v = r.get(key)
+    if v is None:
+        return "–"
+    try:
+        return fmt.format(v)
+    except (ValueError, TypeError):
+        return str(v)
+
+
+def markdown(results: Sequence[dict], meta: dict) -> str:
+    lines = ["# Evaluation report", "", f"Data: `{meta.get('data')}`", ""]
+    lines.append("| " + " | ".join(h for _, h, _ in COLUMNS) + " |")
+    lines.append("|" + "---|" * len(COLUMNS))
+    for r in results:
+        lines.append("| " + " | ".join(_cell(r, k, f) for k, _, f in COLUMNS) + " |")
+    skipped = max((r.get("skipped", 0) for r in results), default=0)
+    if skipped:
+        lines += ["", f"{skipped} corrupt or unreadable images were skipped."]
+    proto = next((r["protocol"] for r in results if "protocol" in r), {})
+    lines += ["", "## Protocol", ""]
+    lines += [f"- **{k}**: {v}" for k, v in proto.items()]
+    ext = next((r["fid_extractor"] for r in results if "fid_extractor" in r), None)
+    if ext:
+        lines.append(f"- **FID weights**: {ext['name']}, sha256 `{ext['sha256']}` "
+                     f"({'official, verified' if ext.get('verified') else 'NOT the verified official file'})")
+        lines.append(f"- **reference**: the same crops of the same data (N = {results[0].get('rfid_reference_n')})")
+    lp = next((r["lpips_net"] for r in results if "lpips_net" in r), None)
+    if lp:
+        lines.append(f"- **LPIPS**: torchmetrics linear heads, backbone {lp}")
+    lines.append("- **bits/img**: tokens × Σ ceil(log2 K) over groups (fixed-rate code); codecs: real file bytes × 8")
+    lines.append("- **versions**: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
+    lines += ["", "![rate–distortion](rd.png)" if meta.get("rd_plot") else "", "![samples](samples.png)", ""]
+    return "\n".join(lines)
+
+
+def rd_plot(results: Sequence[dict], path: Path) -> Path | None:
+    """Quality against bits per image: one series per model (budgets joined) and per codec."""
+    points = [r for r in results if r.get("bits_per_image") is not None]
+    metrics = [m for m in ("psnr", "ssim", "lpips", "rfid") if any(m in r for r in points)]
+    if not points or not metrics:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
+    series: dict[str, list[dict]] = {}
+    for r in points:
+        series.setdefault(r["model"], []).append(r)
+    for ax, m in zip(axes[0], metrics):
+        for name, rs in series.items():
+            rs = sorted((r for r in rs if m in r), key=lambda r: r["bits_per_image"])
+            ax.plot([r["bits_per_image"] for r in rs], [r[m] for r in rs], "o-" if len(rs) > 1 else "o",
+                    label=name, linestyle="--" if rs and rs[0].get("family") == "codec" else "-")
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per image")
+        ax.set_ylabel(m.upper() if m != "rfid" else "rFID")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(results: Sequence[dict], out: str | os.PathLike, meta: dict[str, Any]) -> dict[str, Path]:
+    """Write report.json, report.md, rd.png (two or more points) and samples.png into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta, versions=versions())
+    written: dict[str, Path] = {}
+    samples = [(r, r["_samples"]) for r in results if "_samples" in r]
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    if len(clean) >= 2 and rd_plot(clean, out / "rd.png"):
+        written["rd"] = out / "rd.png"
+        meta["rd_plot"] = True
+    if samples:
+        rows = [samples[0][1][0].float() / 255] + [s[1].float() / 255 for _, s in samples]
+        written["samples"] = save_image(make_grid(rows), out / "samples.png")
+    _atomic_write(out / "report.json", json.dumps({"meta": meta, "results": clean}, indent=2, default=str))
+    _atomic_write(out / "report.md", markdown(clean, meta))
+    written["json"], written["md"] = out / "report.json", out / "report.md"
+    return written

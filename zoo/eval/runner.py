@@ -1,0 +1,285 @@
+"""The evaluation loop: stream the data once per (model, budget), reconstruct through the public Tokenizer
+interface, accumulate mergeable sums, reduce them across processes, return one result dict.
+
+Protocol (recorded in every result): crop the originals with `crop` to the model's size, round them to uint8;
+model input = those pixels / 255; reconstructions are clamped and rounded to uint8 before any metric; FID uses
+the extractor's features of the same uint8 crops (TF1-exact resize to 299 for Inception).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..api import Tokenizer
+from ..errors import InputError
+from ..images import to_uint8
+from .data import DataSpec, loader, parse_data
+from .features import FeatureExtractor, build_extractor
+from .metrics import LPIPS, CodeUsage, psnr, ssim
+from .stats import FeatureStats, ReferenceStats, frechet_distance
+
+ALL_METRICS = ("rfid", "psnr", "ssim", "lpips", "usage")
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of torch.distributed, or (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum_all(values: list[float]) -> list[float]:
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    if dist_info()[1] > 1:
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def _max_all(value: float) -> float:
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    if dist_info()[1] > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t[0])
+
+
+@dataclass
+class EvalConfig:
+    metrics: Sequence[str] = ALL_METRICS
+    batch_size: int = 16
+    crop: str = "center"
+    on_error: str = "skip"
+    limit: int | None = None
+    num_workers: int = 0
+    ref_stats: str | os.PathLike | None = None  # cached real-side statistics (.npz), read or written
+    fid_extractor: Any = None  # "inception" (default), a FeatureExtractor / nn.Module, or "module:factory"
+    inception_weights: str | os.PathLike | None = None
+    lpips_net: str = "alex"
+    lpips_weights: str | os.PathLike | None = None
+    samples: int = 8  # images kept for the reconstruction grid
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.metrics if m not in ALL_METRICS]
+        if bad:
+            raise InputError(f"unknown metrics {bad}; choose from {', '.join(ALL_METRICS)}")
+        if self.batch_size < 1:
+            raise InputError("batch_size must be at least 1")
+
+
+def protocol(size: int, crop: str, extractor: FeatureExtractor | None) -> dict:
+    """What makes two FIDs comparable, written into reports and reference statistics."""
+    import torchmetrics
+
+    proto = {
+        "size": size,
+        "crop": {"center": "shorter side to size, bicubic (antialias), centre crop",
+                 "adm": "ADM center_crop_arr (BOX halving, PIL bicubic, centre crop)",
+                 "none": "as is (must be size x size)"}[crop],
+        "quantize": "clamp to [0,1], x*255, round to uint8 (originals and reconstructions)",
+        "fid_resize": "TF1-exact bilinear to 299 (torchmetrics antialias=False == torch-fidelity)",
+        "fid_stats": "float64 sums, unbiased covariance",
+        "torchmetrics": torchmetrics.__version__,
+    }
+    if extractor is not None:
+        proto["fid_features"] = extractor.name
+    return proto
+
+
+class Evaluator:
+    """Evaluate tokenizers on one dataset; the real-side FID statistics are computed once per image size."""
+
+    def __init__(self, data: str | Sequence[str] | DataSpec, config: EvalConfig | None = None) -> None:
+        self.spec = data if isinstance(data, DataSpec) else parse_data(data)
+        self.config = config or EvalConfig()
+        self._extractor: FeatureExtractor | None = None
+        self._lpips: LPIPS | None = None
+        self._real: dict[tuple[int, str], ReferenceStats] = {}
+
+    # ---- lazily built networks (so a run without rfid / lpips needs no weights) ----
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            self._extractor = build_extractor(self.config.fid_extractor, self.config.inception_weights)
+        return self._extractor
+
+    @property
+    def lpips(self) -> LPIPS:
+        if self._lpips is None:
+            self._lpips = LPIPS(self.config.lpips_net, self.config.lpips_weights)
+        return self._lpips
+
+    def _batches(self, size: int):
+        rank, world = dist_info()
+        c = self.config
+        return loader(self.spec, size, c.batch_size, c.crop, c.on_error, rank, world, c.limit, c.num_workers)
+
+    def _progress(self, it, desc: str):
+        if not self.config.progress or dist_info()[0] != 0:
+            return it
+        from tqdm.auto import tqdm
+
+        return tqdm(it, desc=desc, unit="batch", total=None, leave=False)
+
+    # ---- the real side ----
+    def reference(self, size: int) -> ReferenceStats:
+        """Real-side statistics for `size`: from `ref_stats` if it exists (checked), else computed (and saved)."""
+        key = (size, self.config.crop)
+        if key in self._real:
+            return self._real[key]
+        ext = self.extractor
+        proto = protocol(size, self.config.crop, ext)
+        path = self.config.ref_stats
+        if path is not None and Path(path).is_file():
+            ref = ReferenceStats.load(path)
+            ref.check(proto, ext.describe(), path)
+        else:
+            stats = FeatureStats()
+            device = _first_device(ext)
+            batches = self._batches(size)
+            for _, batch in self._progress(batches, "reference features"):
+                stats.update(ext(batch.to(device)))
+            stats.all_reduce()
+            proto = protocol(size, self.config.crop, ext)
+            ref = ReferenceStats.from_stats(stats, proto, ext.describe())
+            if path is not None and dist_info()[0] == 0:
+                ref.save(path)
+        self._real[key] = ref
+        return ref
+
+    # ---- one model at one budget ----
+    def run(self, model: Tokenizer, num_tokens: int | str | None = None) -> dict[str, Any]:
+        """Metrics of `model` (at budget `num_tokens`) through its public encode / decode only."""
+        spec = model.spec
+        device = model.device
+        model.eval()
+
+        def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any]:
+            codes = model.encode(batch.to(device).float() / 255, num_tokens=num_tokens)
+            return to_uint8(model.decode(codes)), None, codes
+
+        label = {"model": model.name or spec.family, "family": spec.family,
+                 "num_tokens": num_tokens or spec.max_tokens}
+        return self._loop(spec.image_size, step, label, device, CodeUsage(spec.codebook_sizes))
+
+    def run_codec(self, codec: str, size: int, target_bytes: float) -> dict[str, Any]:
+        """A Pillow codec ("jpeg" / "webp") at about `target_bytes` per image: the rate–distortion baseline."""
+        from .rd import codec_roundtrip
+
+        def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any]:
+            rec, nbytes = codec_roundtrip(batch, codec, target_bytes)
+            return rec, nbytes.double() * 8, None
+
+        label = {"model": codec.upper(), "family": "codec", "num_tokens": None, "target_bytes": target_bytes}
+        return self._loop(size, step, label, torch.device("cpu"), None)
+
+    def _loop(self, size: int, step, label: dict, device: torch.device, usage: CodeUsage | None) -> dict[str, Any]:
+        c = self.config
+        want = set(c.metrics)
+        ref = self.reference(size) if "rfid" in want else None
+        ext = self.extractor.to(device) if "rfid" in want else None
+        lp = self.lpips.to(device) if "lpips" in want else None
+        fake = FeatureStats()
+        sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "bits": 0.0}
+        n, model_seconds = 0, 0.0
+        samples: list[tuple[Tensor, Tensor]] = []
+        batches = self._batches(size)
+        for _, batch in self._progress(batches, f"{label['model']} @ {label['num_tokens']}"):
+            t0 = time.perf_counter()
+            rec8, bits, codes = step(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            model_seconds += time.perf_counter() - t0
+            org8 = batch.to(rec8.device)
+            # per-image values summed in float64: the total does not depend on how images are batched or split
+            if "psnr" in want:
+                sums["psnr"] += float(psnr(org8, rec8).double().sum())
+            if "ssim" in want:
+                sums["ssim"] += float(ssim(org8, rec8).double().sum())
+            if lp is not None:
+                sums["lpips"] += float(lp(org8.to(device), rec8.to(device)).double().sum())
+            if ext is not None:
+                fake.update(ext(rec8.to(device)))
+            if usage is not None:
+                usage.update(codes)
+            if bits is not None:
+                sums["bits"] += float(bits.sum())
+            if len(samples) * c.batch_size < c.samples:
+                samples.append((org8.cpu(), rec8.cpu()))
+            n += batch.shape[0]
+        total = _sum_all([n, batches.skipped, sums["psnr"], sums["ssim"], sums["lpips"], sums["bits"]])
+        n_all, skipped = int(total[0]), int(total[1])
+        if n_all == 0:
+            raise InputError(f"no readable images in {self.spec.describe()} ({skipped} corrupt ones skipped)")
+        seconds = _max_all(model_seconds)
+        result: dict[str, Any] = dict(label)
+        result.update({"images": n_all, "skipped": skipped, "image_size": size,
+                       "images_per_s": n_all / seconds if seconds > 0 else None})
+        for i, m in enumerate(("psnr", "ssim", "lpips")):
+            if m in want:
+                result[m] = total[2 + i] / n_all
+        if usage is not None:
+            usage.all_reduce()
+            u = usage.summary(n_all)
+            result["bits_per_image"] = u["bits_per_image"]
+            result["tokens_per_image"] = u["tokens_per_image"]
+            if "usage" in want:
+                result["usage"] = u["groups"]
+        else:
+            result["bits_per_image"] = total[5] / n_all
+        if ext is not None and ref is not None:
+            fake.all_reduce()
+            mu, sigma = fake.mean_cov()
+            result["rfid"] = frechet_distance(ref.mu, ref.sigma, mu, sigma)
+            result["rfid_reference_n"] = ref.n
+        if lp is not None:
+            result["lpips_net"] = f"{lp.net_name} (sha256 {lp.sha256[:12]}, " \
+                                  f"{'verified' if lp.verified else 'unverified'})"
+        result["protocol"] = protocol(size, c.crop, ext)
+        if ext is not None:
+            result["fid_extractor"] = ext.describe()
+        if samples:
+            result["_samples"] = (torch.cat([s[0] for s in samples])[:c.samples],
+                                  torch.cat([s[1] for s in samples])[:c.samples])
+        return result
+
+
+def _first_device(module: torch.nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def evaluate(model: Tokenizer, data: str | Sequence[str] | DataSpec, num_tokens: int | str | None = None,
+             **config: Any) -> dict[str, Any]:
+    """One-call evaluation: ``zoo.eval.evaluate(tok, "photos/", metrics=("psnr", "rfid"))``."""
+    return Evaluator(data, EvalConfig(**config)).run(model, num_tokens)
+
+
+def fid(data1: str | Sequence[str] | DataSpec, data2: str | Sequence[str] | DataSpec, size: int,
+        crop: str = "center", extractor: Any = None, inception_weights: str | os.PathLike | None = None,
+        batch_size: int = 16) -> float:
+    """FID between two image sets (generation, or reconstructions saved as files), same protocol both sides."""
+    ext = build_extractor(extractor, inception_weights)
+    rank, world = dist_info()
+    out = []
+    for data in (data1, data2):
+        stats = FeatureStats()
+        for _, batch in loader(data, size, batch_size, crop, "skip", rank, world):
+            stats.update(ext(batch))
+        stats.all_reduce()
+        out.append(stats.mean_cov())
+    return frechet_distance(*out[0], *out[1])
