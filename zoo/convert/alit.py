@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from torch import Tensor
 
 from ..errors import CheckpointError, ConfigError
-from .common import count_blocks, find_state_dict, rename, shape_of, to_plain
+from .common import count_blocks, find_state_dict, rename, residual_block_rules, shape_of, to_plain
 from .vqgan import sizes_from_official
 
 StateDict = dict[str, Tensor]
@@ -26,13 +26,7 @@ _BLOCK = r"(encoder|decoder)\.transformer\.(\d+)\."
 _BASE = r"base_tokenizer\.vqgan\."
 RULES = [
     # ViT blocks (open_clip ResidualAttentionBlock with nn.MultiheadAttention)
-    (_BLOCK + r"ln_1\.(weight|bias)", r"\1.transformer.blocks.\2.norm1.\3"),
-    (_BLOCK + r"ln_2\.(weight|bias)", r"\1.transformer.blocks.\2.norm2.\3"),
-    (_BLOCK + r"attn\.in_proj_weight", r"\1.transformer.blocks.\2.attn.qkv.weight"),
-    (_BLOCK + r"attn\.in_proj_bias", r"\1.transformer.blocks.\2.attn.qkv.bias"),
-    (_BLOCK + r"attn\.out_proj\.(weight|bias)", r"\1.transformer.blocks.\2.attn.proj.\3"),
-    (_BLOCK + r"mlp\.c_fc\.(weight|bias)", r"\1.transformer.blocks.\2.mlp.fc1.\3"),
-    (_BLOCK + r"mlp\.c_proj\.(weight|bias)", r"\1.transformer.blocks.\2.mlp.fc2.\3"),
+    *residual_block_rules(_BLOCK, r"\1.transformer.blocks.\2."),
     # the recurrent encoder's tables and norms (top-level upstream)
     (r"encoder_(class_embedding|positional_embedding|mask_token)", r"encoder.\1"),
     (r"(latent_tokens|latent_token_positional_embedding|timestep_embedding)", r"encoder.\1"),

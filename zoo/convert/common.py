@@ -123,6 +123,20 @@ def rename(state_dict: Mapping[str, Tensor], rules: Sequence[tuple[str, str]]) -
     return out
 
 
+def residual_block_rules(source: str, target: str) -> list[tuple[str, str]]:
+    """Renames of open_clip's / CLIP's ``ResidualAttentionBlock`` onto `zoo.nn.vit.Block` names.
+
+    ``ln_1``/``ln_2`` -> ``norm1``/``norm2``, ``attn.in_proj_*`` -> ``attn.qkv.*``, ``attn.out_proj`` ->
+    ``attn.proj``, ``mlp.c_fc``/``mlp.c_proj`` -> ``mlp.fc1``/``mlp.fc2``. source: a regex of the block prefix
+    (ending with ``\\.``), whose groups `target` may use (``\\1`` ...); target: our block prefix.
+    """
+    g = re.compile(source).groups + 1  # the group holding "weight" / "bias"
+    pairs = [(r"ln_1", "norm1"), (r"ln_2", "norm2"), (r"attn\.out_proj", "attn.proj"), (r"mlp\.c_fc", "mlp.fc1"),
+             (r"mlp\.c_proj", "mlp.fc2")]
+    rules = [(source + ours + r"\.(weight|bias)", target + theirs + rf".\{g}") for ours, theirs in pairs]
+    return rules + [(source + r"attn\.in_proj_(weight|bias)", target + rf"attn.qkv.\{g}")]
+
+
 def drop(state_dict: Mapping[str, Tensor], patterns: Iterable[str]) -> tuple[StateDict, list[str]]:
     """Remove keys matching any regex in `patterns` (parts skipped on purpose); returns (kept, dropped keys)."""
     compiled = [re.compile(p) for p in patterns]

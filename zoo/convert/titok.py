@@ -12,20 +12,14 @@ from typing import Any, Mapping
 from torch import Tensor
 
 from ..errors import CheckpointError, ConfigError
-from .common import count_blocks, find_state_dict, rename, shape_of
+from .common import count_blocks, find_state_dict, rename, residual_block_rules, shape_of
 from .vqgan import sizes_from_official
 
 StateDict = dict[str, Tensor]
 
 _BLOCK = r"(encoder|decoder)\.transformer\.(\d+)\."
 RULES = [
-    (_BLOCK + r"ln_1\.(weight|bias)", r"\1.transformer.blocks.\2.norm1.\3"),
-    (_BLOCK + r"ln_2\.(weight|bias)", r"\1.transformer.blocks.\2.norm2.\3"),
-    (_BLOCK + r"attn\.in_proj_weight", r"\1.transformer.blocks.\2.attn.qkv.weight"),
-    (_BLOCK + r"attn\.in_proj_bias", r"\1.transformer.blocks.\2.attn.qkv.bias"),
-    (_BLOCK + r"attn\.out_proj\.(weight|bias)", r"\1.transformer.blocks.\2.attn.proj.\3"),
-    (_BLOCK + r"mlp\.c_fc\.(weight|bias)", r"\1.transformer.blocks.\2.mlp.fc1.\3"),
-    (_BLOCK + r"mlp\.c_proj\.(weight|bias)", r"\1.transformer.blocks.\2.mlp.fc2.\3"),
+    *residual_block_rules(_BLOCK, r"\1.transformer.blocks.\2."),
     (r"encoder\.(patch_embed\.(?:weight|bias)|class_embedding|positional_embedding)", r"encoder.patches.\1"),
     (r"encoder\.conv_out\.(weight|bias)", r"encoder.to_code.\1"),
     (r"decoder\.(class_embedding|positional_embedding|mask_token|latent_token_positional_embedding"

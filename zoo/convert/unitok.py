@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, ConfigError
-from .common import count_blocks, find_state_dict, rename, shape_of, to_plain
+from .common import count_blocks, find_state_dict, rename, residual_block_rules, shape_of, to_plain
 
 StateDict = dict[str, Tensor]
 
@@ -31,15 +31,7 @@ RULES = [
     (r"(.*)\.mlp\.w1\.(weight|bias)", r"\1.mlp.fc1_x.\2"),
     (r"(.*)\.mlp\.w2\.(weight|bias)", r"\1.mlp.fc2.\2"),
     (r"quantizer\.codebooks\.(\d+)\.codebook\.weight", r"quantizer.codebooks.\1.embedding.weight"),
-    (r"text_encoder\.transformer\.resblocks\.(\d+)\.ln_1\.(weight|bias)", r"text_encoder.transformer.blocks.\1.norm1.\2"),
-    (r"text_encoder\.transformer\.resblocks\.(\d+)\.ln_2\.(weight|bias)", r"text_encoder.transformer.blocks.\1.norm2.\2"),
-    (r"text_encoder\.transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)",
-     r"text_encoder.transformer.blocks.\1.attn.qkv.\2"),
-    (r"text_encoder\.transformer\.resblocks\.(\d+)\.attn\.out_proj\.(weight|bias)",
-     r"text_encoder.transformer.blocks.\1.attn.proj.\2"),
-    (r"text_encoder\.transformer\.resblocks\.(\d+)\.mlp\.c_fc\.(weight|bias)", r"text_encoder.transformer.blocks.\1.mlp.fc1.\2"),
-    (r"text_encoder\.transformer\.resblocks\.(\d+)\.mlp\.c_proj\.(weight|bias)",
-     r"text_encoder.transformer.blocks.\1.mlp.fc2.\2"),
+    *residual_block_rules(r"text_encoder\.transformer\.resblocks\.(\d+)\.", r"text_encoder.transformer.blocks.\1."),
 ]
 
 # Official timm model names -> (stem width, stage widths, stage depths, width, depth, heads) of `models/vitamin.py`.

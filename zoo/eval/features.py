@@ -19,7 +19,7 @@ from .weights import load_state_dict, resolve
 
 @contextlib.contextmanager
 def _force_weights_only():
-    """torch-fidelity calls ``torch.load(weights_only=False)``; this makes that load weights-only anyway."""
+    """torch-fidelity loads its Inception file with a full unpickler; this makes that load weights-only anyway."""
     old = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
     try:
