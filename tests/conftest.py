@@ -30,6 +30,18 @@ def photo_batch(size: int, names=("astronaut", "coffee")) -> torch.Tensor:
     return load_images([photo(n) for n in names], size=size)
 
 
+def torchrun_env() -> dict:
+    """Environment for `python -m torch.distributed.run` subprocess tests: CPU (gloo), one thread per process,
+    offline, this checkout importable."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, ACCELERATE_USE_CPU="yes", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")]))
+    env.pop("LOCAL_RANK", None)
+    return env
+
+
 @pytest.fixture
 def photos64() -> torch.Tensor:
     return photo_batch(64)

@@ -2,10 +2,7 @@
 reference statistics, metrics on a tiny tokenizer, the CLI. All offline with random-weight files made here."""
 from __future__ import annotations
 
-import io
 import json
-import math
-import os
 import tarfile
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from zoo.eval import EvalConfig, Evaluator, FeatureStats, ReferenceStats, fid, f
 from zoo.eval.testing import TinyExtractor, write_random_alexnet_features, write_random_inception
 from zoo.eval.weights import KNOWN
 
-from conftest import photo
+from conftest import photo, torchrun_env
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina")
 
@@ -345,10 +342,7 @@ def test_two_processes_equal_one(files, tmp_path):
         torch.set_num_threads(threads)
     out, script = tmp_path / "two.json", tmp_path / "worker.py"
     script.write_text(_WORKER)
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, ACCELERATE_USE_CPU="yes", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([str(root), str(root / "tests"), os.environ.get("PYTHONPATH", "")]))
-    env.pop("LOCAL_RANK", None)
+    env = torchrun_env()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
            str(script), str(files["model"]), data, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)

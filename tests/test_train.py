@@ -3,7 +3,6 @@
 Every run is a tiny conv VQGAN on 64x64 crops of scikit-image's bundled photos (no download).
 """
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo import ConfigError
+from conftest import torchrun_env
 from zoo.train import load_recipe, train
 from zoo.train.checkpoint import latest_checkpoint, list_checkpoints
 
@@ -88,7 +88,7 @@ def test_sigkilled_cli_run_resumes_to_the_same_weights(tmp_path):
     cli = [sys.executable, "-m", "zoo.cli", "train", str(TINY), "-o", str(tmp_path / "run"), "-q"]
     for a in args:
         cli += ["--set", a]
-    proc = subprocess.Popen(cli, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    proc = subprocess.Popen(cli, env=torchrun_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.time() + 120
     while latest_checkpoint(tmp_path / "run") is None and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -96,7 +96,7 @@ def test_sigkilled_cli_run_resumes_to_the_same_weights(tmp_path):
     proc.wait()
     killed_at = latest_checkpoint(tmp_path / "run")
     assert killed_at is not None and not (tmp_path / "run" / "model").exists()
-    done = subprocess.run(cli + ["--resume"], env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(cli + ["--resume"], env=torchrun_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     train(TINY, args, output=tmp_path / "ref", quiet=True)
     assert max_diff(weights(tmp_path / "ref"), weights(tmp_path / "run")) <= 1e-6
@@ -116,13 +116,6 @@ def test_half_written_checkpoint_is_ignored_on_resume(tmp_path):
     assert not partial.exists()
 
 
-def _env():
-    env = dict(os.environ, ACCELERATE_USE_CPU="yes", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("LOCAL_RANK", None)
-    return env
-
-
 def test_ddp_two_processes_on_cpu_and_resume_in_one(tmp_path):
     """2 processes x batch 2 (gloo) take the same steps as 1 process x batch 4: same samples, averaged gradients."""
     args = ["train.max_steps=4", "train.save_every=4", "train.threads=1", "train.restart_dead_codes=false"]
@@ -130,7 +123,7 @@ def test_ddp_two_processes_on_cpu_and_resume_in_one(tmp_path):
            "-m", "zoo.cli", "train", str(TINY), "-o", str(tmp_path / "ddp"), "-q", "--set", "data.batch_size=2"]
     for a in args:
         cmd += ["--set", a]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((latest_checkpoint(tmp_path / "ddp") / "trainer.json").read_text())
     assert state["world_size"] == 2 and state["data"]["position"] == 16

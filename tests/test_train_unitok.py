@@ -4,7 +4,6 @@ Runs the tiny recipe (recipes/unitok/tiny.yaml) on scikit-image's bundled photos
 """
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -17,6 +16,7 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo import ConfigError
+from conftest import torchrun_env
 from zoo.train import train
 from zoo.train.data import image_source
 from zoo.train.losses import clip_contrastive_loss
@@ -56,13 +56,6 @@ def test_tiny_recipe_learns_to_match_photos_and_captions(tmp_path):
     assert probs.shape == (2, 2) and torch.allclose(probs.sum(1), torch.ones(2))
 
 
-def _env():
-    env = dict(os.environ, ACCELERATE_USE_CPU="yes", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("LOCAL_RANK", None)
-    return env
-
-
 def test_ddp_gathers_captions_across_processes(tmp_path):
     """2 processes x 3 images (features gathered with gradients) train the same weights as 1 process x 6."""
     args = ["train.max_steps=2", "train.save_every=2", "train.threads=1"]
@@ -70,7 +63,7 @@ def test_ddp_gathers_captions_across_processes(tmp_path):
            "-m", "zoo.cli", "train", str(TINY), "-o", str(tmp_path / "ddp"), "-q", "--set", "data.batch_size=3"]
     for a in args:
         cmd += ["--set", a]
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(cmd, env=torchrun_env(), capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     train(TINY, args + ["data.batch_size=6"], output=tmp_path / "one", quiet=True)
     a = load_file(str(tmp_path / "ddp" / "model" / "model.safetensors"))

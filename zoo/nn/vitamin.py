@@ -65,18 +65,22 @@ class Downsample2d(nn.Module):
         return self.expand(self.pool(x))
 
 
+def _shortcut(in_channels: int, out_channels: int, stride: int, resample: type[nn.Module]) -> nn.Module:
+    """The residual path of an (inverted) MBConv: `resample` when strided, a 1x1 conv when widths differ."""
+    if stride == 2:
+        return resample(in_channels, out_channels)
+    if in_channels != out_channels:
+        return nn.Conv2d(in_channels, out_channels, 1)
+    return nn.Identity()
+
+
 class MbConvBlock(nn.Module):
     """Pre-norm inverted bottleneck: LN, 1x1 expand x4, GELU, depthwise 3x3 (stride 1 or 2), GELU, 1x1, + shortcut."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, expand_ratio: float = 4.0) -> None:
         super().__init__()
         mid = int(out_channels * expand_ratio)
-        if stride == 2:
-            self.shortcut = Downsample2d(in_channels, out_channels)
-        elif in_channels != out_channels:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
-        else:
-            self.shortcut = nn.Identity()
+        self.shortcut = _shortcut(in_channels, out_channels, stride, Downsample2d)
         self.pre_norm = LayerNorm2d(in_channels)
         self.conv1_1x1 = nn.Conv2d(in_channels, mid, 1)
         self.conv2_kxk = nn.Conv2d(mid, mid, 3, stride=stride, padding=1, groups=mid)
@@ -152,12 +156,7 @@ class InvMbConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, expand_ratio: float = 4.0) -> None:
         super().__init__()
         mid = int(out_channels * expand_ratio)
-        if stride == 2:
-            self.shortcut = Upsample2d(in_channels, out_channels)
-        elif in_channels != out_channels:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
-        else:
-            self.shortcut = nn.Identity()
+        self.shortcut = _shortcut(in_channels, out_channels, stride, Upsample2d)
         self.pre_norm = LayerNorm2d(in_channels)
         self.conv1_1x1 = nn.Conv2d(in_channels, mid, 1)
         self.up = Upsample2d(mid, mid) if stride == 2 else nn.Identity()
