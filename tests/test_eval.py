@@ -322,6 +322,7 @@ if state.is_main_process:
     with open(out, "w") as fh:
         json.dump({k: v for k, v in res.items() if not k.startswith("_")}, fh)
 state.wait_for_everyone()
+dist.destroy_process_group()  # a live gloo group at interpreter exit can abort the process
 """
 
 
