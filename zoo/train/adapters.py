@@ -3,7 +3,7 @@
 An adapter runs the family's training forward (through the possibly DDP-wrapped model, so gradients are
 synchronised), says which parameters a stage freezes, which layer is the decoder's last (adaptive GAN weight),
 which quantizers to watch (usage, entropy, dead-code restarts), and adds the family's own losses:
-- vqgan: none (pixel + VQ losses);
+- vqgan: none (pixel + VQ losses); convfsq: none (pixel losses; FSQ has no codebook to restart);
 - titok / onedpiece: stage 1 = cross-entropy of the proxy-code logits against a frozen MaskGIT-VQGAN's codes,
   stage 2 = pixel losses with encoder and quantizer frozen; Tail Token Drop is the model's own (config
   ``tail_token_drop``) and the kept length is logged;
@@ -138,6 +138,25 @@ class VQGANAdapter(FamilyAdapter):
 
     def last_layer(self, raw):
         return raw.decoder.conv_out.weight
+
+
+class ConvFSQAdapter(VQGANAdapter):
+    """convfsq: pixel losses only; FSQ has no codebook parameters, so no entropy term and no dead-code restarts."""
+
+    families = ("convfsq",)
+
+    def check(self, recipe):
+        FamilyAdapter.check(self, recipe)
+        f = 2 ** len(recipe.model.get("widths", (48, 96, 192)))
+        if recipe.data.crop_size % f:
+            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} is not a multiple of the model's "
+                              f"downsampling factor {f}")
+
+    def last_layer(self, raw):
+        return raw.decoder.out.weight
+
+    def quantizers(self, raw):
+        return []
 
 
 class TiTokAdapter(FamilyAdapter):
@@ -395,6 +414,7 @@ class ALITAdapter(FamilyAdapter):
 
 
 register_adapter(VQGANAdapter())
+register_adapter(ConvFSQAdapter())
 register_adapter(UniTokAdapter())
 register_adapter(ImageFolderAdapter())
 register_adapter(TiTokAdapter())
