@@ -280,6 +280,8 @@ def make_crop(img: Image.Image, cfg: DataConfig, gen: torch.Generator) -> Tensor
     x = x.permute(2, 0, 1).float().div_(255.0)
     if cfg.flip and bool(torch.rand((), generator=gen) < 0.5):
         x = x.flip(-1)
+    if cfg.permute_channels:
+        x = x[torch.randperm(3, generator=gen)]
     return x
 
 

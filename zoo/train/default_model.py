@@ -1,13 +1,19 @@
-"""The embedded default model: export a trained run into the package and compare it with JPEG at the same bytes.
+"""The embedded default model: export a trained run into the package and measure it against JPEG and WebP.
 
     python -m zoo.train.default_model export runs/default/model   # -> zoo/weights/default (+ report.json)
-    python -m zoo.train.default_model report [MODEL]              # the comparison table only
+    python -m zoo.train.default_model report [MODEL] [--plot docs/default_rd.png] [--grid docs/default_grid.png]
 
-Protocol: held-out photos (never trained on) are brought to 256x256 with the zoo's evaluation crop (shorter side
-bicubic+antialias, centre crop) and rounded to uint8. The tokenizer's size is its codes bit-packed
-(tokens x ceil(log2 K) bits); JPEG (Pillow, 4:2:0, optimized Huffman tables, whole file with headers) takes the
-highest quality whose file is not larger than that. PSNR and SSIM (Gaussian 11x11, sigma 1.5, valid window) are
-computed on uint8-rounded images and averaged over photos.
+Held out: photos from packages the recipe never reads — scikit-image's bundled photos and Debian's
+mate-backgrounds nature photos (those present on the machine are used; the report names them). Protocol:
+each photo is brought to 256x256 with the zoo's evaluation crop and rounded to uint8. The tokenizer's size is its
+codes bit-packed (tokens x ceil(log2 K) bits). JPEG (Pillow, 4:2:0, ``optimize=True``, quality 1..95) and WebP
+(Pillow/libwebp, method 4 = Pillow's default, quality 0..100) are measured on their own quality curves (whole files, headers
+included); the bytes a codec needs to reach a PSNR, and the PSNR it reaches at a number of bytes, are interpolated
+linearly in log-bytes between the two neighbouring qualities. Where a codec's smallest file already beats the
+target PSNR, it needs that smallest file (flag ``floor``); where no quality reaches it, nothing (``ceiling``);
+where the target bytes lie below its smallest file, it has no PSNR there (``floor``). PSNR and SSIM (Gaussian
+11x11, sigma 1.5, valid window = scikit-image's ``gaussian_weights=True, use_sample_covariance=False``) are
+computed on uint8 images; the colour shift is the largest per-channel difference of the mean colours, in 1/255.
 """
 from __future__ import annotations
 
@@ -18,23 +24,30 @@ import math
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-HELDOUT = ("skimage:astronaut", "skimage:coffee", "skimage:chelsea", "skimage:rocket",
-           "/usr/share/backgrounds/mate/nature/LadyBird.jpg", "/usr/share/backgrounds/mate/nature/FreshFlower.jpg")
+SKIMAGE_HELDOUT = ("astronaut", "coffee", "chelsea", "rocket", "camera")  # skimage "cat" is chelsea again
+MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 PROTOCOL = ("256x256 evaluation crop, uint8; tokenizer bytes = tokens x ceil(log2 K) bits; JPEG = Pillow 4:2:0 "
-            "optimize=True, highest quality with file size <= tokenizer bytes (headers included); PSNR on uint8; "
-            "SSIM Gaussian 11/1.5, valid window (= skimage structural_similarity gaussian_weights, sigma 1.5, "
-            "use_sample_covariance=False)")
+            "optimize=True, q 1..95; WebP = Pillow method 4, q 0..100; codec bytes at the tokenizer's PSNR and codec "
+            "PSNR at the tokenizer's bytes interpolated linearly in log-bytes on each codec's own quality curve "
+            "(whole files, headers included); PSNR on uint8; SSIM Gaussian 11/1.5, valid window (= skimage "
+            "structural_similarity gaussian_weights, sigma 1.5, use_sample_covariance=False); colour shift = max "
+            "over channels of |mean(recon) - mean(original)| x 255")
 
 
-def available_heldout(names: Sequence[str] = HELDOUT) -> list[str]:
-    return [n for n in names if n.startswith("skimage:") or Path(n).is_file()]
+def heldout_photos() -> list[str]:
+    """The held-out photos present on this machine: scikit-image's, then mate-backgrounds' nature photos."""
+    names = [f"skimage:{n}" for n in SKIMAGE_HELDOUT]
+    if MATE_NATURE.is_dir():
+        names += [str(p) for p in sorted(MATE_NATURE.glob("*.jpg")) if "_" not in p.stem]  # one size per photo
+    return names
 
 
 def _u8(images: torch.Tensor) -> torch.Tensor:
@@ -45,12 +58,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """SSIM (Wang et al., 2004) per image of ``[B, C, H, W]`` in [0, 1]: Gaussian window 11x11, sigma 1.5,
     K1 = 0.01, K2 = 0.03, valid positions only, averaged over channels and positions -> ``[B]``."""
     g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5 ** 2))
-    g = g / g.sum()
-    c = a.shape[1]
-    win = (g[:, None] * g[None, :]).expand(c, 1, 11, 11).to(a)
+    g = (g / g.sum()).to(a)
 
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv2d(x, win, groups=c)
+    def blur(x: torch.Tensor) -> torch.Tensor:  # the 11x11 Gaussian window, separably, valid positions only
+        return (x.unfold(-1, 11, 1) @ g).unfold(-2, 11, 1) @ g
 
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     mu_a, mu_b = blur(a), blur(b)
@@ -60,102 +71,269 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return s.flatten(1).mean(1)
 
 
+def psnr(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    """Per-image PSNR (dB) of two float batches ``[B, 3, H, W]`` in [0, 1] after uint8 rounding."""
+    mse = (_u8(a).double() - _u8(b).double()).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+    return (10 * torch.log10(1.0 / mse)).tolist()
+
+
 def psnr_ssim(a: torch.Tensor, b: torch.Tensor) -> tuple[list[float], list[float]]:
     """Per-image PSNR (dB) and SSIM of two float batches ``[B, 3, H, W]`` in [0, 1] after uint8 rounding."""
-    a, b = _u8(a).double(), _u8(b).double()
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return (10 * torch.log10(1.0 / mse)).tolist(), ssim(a, b).tolist()
+    return psnr(a, b), ssim(_u8(a).double(), _u8(b).double()).tolist()
 
 
-def jpeg_roundtrip(image: torch.Tensor, quality: int) -> tuple[torch.Tensor, int]:
-    """``[3, H, W]`` in [0, 1] -> (decoded JPEG ``[3, H, W]``, file bytes)."""
+def colour_shift(recon: torch.Tensor, images: torch.Tensor) -> list[float]:
+    """Per image, the largest per-channel difference of mean colours, in 1/255 (uint8-rounded inputs)."""
+    diff = _u8(recon).double().mean((2, 3)) - _u8(images).double().mean((2, 3))
+    return (diff.abs().amax(1) * 255).tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Codec quality curves
+# ---------------------------------------------------------------------------------------------------------------
+def _codec_roundtrip(image: torch.Tensor, fmt: str, quality: int) -> tuple[torch.Tensor, int]:
+    """``[3, H, W]`` in [0, 1] -> (decoded ``[3, H, W]``, file bytes) for fmt "JPEG" or "WEBP"."""
     arr = _u8(image).mul(255).byte().permute(1, 2, 0).cpu().numpy()
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="JPEG", quality=quality, optimize=True)
+    if fmt == "JPEG":
+        Image.fromarray(arr).save(buf, format="JPEG", quality=quality, optimize=True)
+    else:
+        Image.fromarray(arr).save(buf, format="WEBP", quality=quality, method=4)
     data = buf.getvalue()
     dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     return torch.from_numpy(dec.copy()).permute(2, 0, 1).float() / 255, len(data)
 
 
-def jpeg_at_most(image: torch.Tensor, max_bytes: float) -> tuple[torch.Tensor, int, int]:
-    """The highest JPEG quality whose file fits in `max_bytes` (quality 1 if none does): (image, bytes, quality)."""
-    best = None
-    lo, hi = 1, 95
-    while lo <= hi:  # file size grows with quality (monotone in practice): binary search
-        q = (lo + hi) // 2
-        dec, n = jpeg_roundtrip(image, q)
-        if n <= max_bytes:
-            best, lo = (dec, n, q), q + 1
-        else:
-            hi = q - 1
-    if best is None:
-        dec, n = jpeg_roundtrip(image, 1)
-        best = (dec, n, 1)
-    return best
+QUALITIES = {"JPEG": range(1, 96), "WEBP": range(0, 101)}
 
 
-def jpeg_bytes_for_psnr(image: torch.Tensor, target_psnr: float) -> tuple[int, int]:
-    """The smallest JPEG (over qualities 1..95) reaching `target_psnr`: (bytes, quality); (-1, -1) if none does."""
-    ref = _u8(image).double()
-    for q in range(1, 96):
-        dec, n = jpeg_roundtrip(image, q)
-        mse = float((dec.double() - ref).pow(2).mean())
-        if 10 * math.log10(1.0 / max(mse, 1e-12)) >= target_psnr:
-            return n, q
-    return -1, -1
+@dataclass
+class CodecCurve:
+    """One codec's quality curve on one image: bytes and PSNR per quality, in quality order."""
+
+    codec: str
+    qualities: list[int]
+    bytes: list[int]
+    psnr: list[float]
+
+    @classmethod
+    def measure(cls, image: torch.Tensor, codec: str) -> "CodecCurve":
+        ref = _u8(image)[None]
+        qs, sizes, psnrs = [], [], []
+        for q in QUALITIES[codec]:
+            dec, n = _codec_roundtrip(image, codec, q)
+            qs.append(q)
+            sizes.append(n)
+            psnrs.append(psnr(dec[None], ref)[0])
+        return cls(codec, qs, sizes, psnrs)
+
+    def bytes_for_psnr(self, target: float) -> tuple[float | None, str]:
+        """Bytes needed to reach `target` dB: (bytes, flag) with flag "" (interpolated), "floor" (its smallest
+        file already reaches it) or "ceiling" (no quality does: bytes None)."""
+        if self.psnr[0] >= target:
+            return float(self.bytes[0]), "floor"
+        for i in range(1, len(self.psnr)):
+            if self.psnr[i] >= target:  # the first quality that reaches it; the one below does not
+                lo, hi = i - 1, i
+                t = (target - self.psnr[lo]) / (self.psnr[hi] - self.psnr[lo])
+                return math.exp(math.log(self.bytes[lo]) + t * (math.log(self.bytes[hi]) - math.log(self.bytes[lo]))), ""
+        return None, "ceiling"
+
+    def psnr_at_bytes(self, target: float) -> tuple[float | None, str]:
+        """PSNR at `target` bytes: (psnr, flag), interpolated in log-bytes between the curve points around it;
+        "floor" (its smallest file is larger: None) or "ceiling" (beyond its largest: that file's PSNR)."""
+        pts = sorted(zip(self.bytes, self.psnr))
+        if target < pts[0][0]:
+            return None, "floor"
+        if target >= pts[-1][0]:
+            return pts[-1][1], "ceiling"
+        for (b0, p0), (b1, p1) in zip(pts, pts[1:]):
+            if b0 <= target <= b1:
+                if b1 == b0:
+                    return max(p0, p1), ""
+                t = (math.log(target) - math.log(b0)) / (math.log(b1) - math.log(b0))
+                return p0 + t * (p1 - p0), ""
+        raise AssertionError("unreachable: target lies within the curve's bytes")
 
 
-def compare_with_jpeg(tok: Any, names: Sequence[str] | None = None, match_psnr: bool = True) -> dict[str, Any]:
-    """PSNR/SSIM of `tok` and of JPEG at the same bytes on held-out photos (see the module docstring).
+# ---------------------------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------------------------
+def _short(name: str) -> str:
+    return name.split(":", 1)[1] if name.startswith("skimage:") else Path(name).stem
 
-    match_psnr: also find, per photo, the smallest JPEG that reaches the tokenizer's PSNR.
-    """
+
+def compare_with_codecs(tok: Any, names: Sequence[str] | None = None,
+                        codecs: Sequence[str] = ("JPEG", "WEBP")) -> dict[str, Any]:
+    """Per held-out photo: the tokenizer's bytes, PSNR, SSIM, colour shift, and each codec's bytes at the same
+    PSNR and PSNR at the same bytes (see the module docstring); averages and codebook usage."""
+    from ..quant import codebook_usage
     from .data import center_crops
 
-    names = list(names) if names is not None else available_heldout()
+    names = list(names) if names is not None else heldout_photos()
     images = _u8(center_crops(names, tok.spec.image_size))
-    codes = tok.encode(images)
-    recon = tok.decode(codes)
+    with torch.no_grad():
+        codes = tok.encode(images)
+        recon = tok.decode(codes)
     nbytes = float(codes.bits().mean()) / 8
     p_tok, s_tok = psnr_ssim(recon, images)
-    jpeg_imgs, jpeg_bytes, jpeg_q = [], [], []
-    for img in images:
-        dec, n, q = jpeg_at_most(img, nbytes)
-        jpeg_imgs.append(dec)
-        jpeg_bytes.append(n)
-        jpeg_q.append(q)
-    p_jpg, s_jpg = psnr_ssim(torch.stack(jpeg_imgs), images)
-    match = [jpeg_bytes_for_psnr(img, p) if match_psnr else (-1, -1) for img, p in zip(images, p_tok)]
-    short = [Path(n).stem if not n.startswith("skimage:") else n.split(":", 1)[1] for n in names]
-    return {
-        "images": short, "protocol": PROTOCOL,
-        "tokenizer": {"bytes": nbytes, "psnr": _mean(p_tok), "ssim": _mean(s_tok), "per_image_psnr": p_tok,
-                      "per_image_ssim": s_tok},
-        "jpeg_same_bytes": {"bytes": _mean(jpeg_bytes), "psnr": _mean(p_jpg), "ssim": _mean(s_jpg),
-                            "quality": jpeg_q, "per_image_bytes": jpeg_bytes, "per_image_psnr": p_jpg,
-                            "per_image_ssim": s_jpg},
-        "jpeg_same_psnr": {"per_image_bytes": [m[0] for m in match], "quality": [m[1] for m in match],
-                           "bytes": _mean([m[0] for m in match if m[0] > 0]) if any(m[0] > 0 for m in match)
-                           else None},
+    shift = colour_shift(recon, images)
+    usage = codebook_usage(codes.indices, tok.spec.codebook_sizes)[0]
+    rows = []
+    for i, name in enumerate(names):
+        row: dict[str, Any] = {"image": _short(name), "bytes": nbytes, "psnr": p_tok[i], "ssim": s_tok[i],
+                               "colour_shift": shift[i]}
+        for codec in codecs:
+            curve = CodecCurve.measure(images[i], codec)
+            b, flag_b = curve.bytes_for_psnr(p_tok[i])
+            p, flag_p = curve.psnr_at_bytes(nbytes)
+            key = codec.lower()
+            row[key] = {"bytes_at_psnr": b, "bytes_flag": flag_b, "psnr_at_bytes": p, "psnr_flag": flag_p,
+                        "smallest_file": curve.bytes[int(np.argmin(curve.bytes))]}
+        rows.append(row)
+    summary: dict[str, Any] = {
+        "bytes": nbytes, "psnr": _mean(p_tok), "ssim": _mean(s_tok), "colour_shift_max": max(shift),
+        "colour_shift_mean": _mean(shift), "codes_used_fraction": usage["used_fraction"],
+        "codes_used": int(usage["used"]), "codebook_size": int(tok.spec.codebook_sizes[0]),
     }
+    for codec in codecs:
+        key = codec.lower()
+        needed = [r[key]["bytes_at_psnr"] for r in rows]
+        reached = [r[key]["psnr_at_bytes"] for r in rows]
+        summary[key] = {
+            "bytes_at_psnr": _mean(needed) if None not in needed else None,
+            "bytes_ratio": (_mean(needed) / nbytes) if None not in needed else None,
+            "floor_images": [r["image"] for r in rows if r[key]["bytes_flag"] == "floor"],
+            "psnr_at_bytes": _mean(reached) if None not in reached else None,
+            "unreachable_images": [r["image"] for r in rows if r[key]["psnr_flag"] == "floor"],
+        }
+    return {"images": [r["image"] for r in rows], "protocol": PROTOCOL, "rows": rows, "summary": summary}
 
 
-def _mean(xs: Sequence[float]) -> float:
+def _mean(xs: Sequence[float | None]) -> float:
     xs = [x for x in xs if x is not None and not math.isnan(x)]
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def _fmt(x: float | None, spec: str, flag: str = "") -> str:
+    text = "—" if x is None else format(x, spec)
+    return text + ("*" if flag == "floor" else "†" if flag == "ceiling" else "")
+
+
 def format_report(held: dict[str, Any]) -> str:
-    t, j, m = held["tokenizer"], held["jpeg_same_bytes"], held["jpeg_same_psnr"]
-    lines = [f"held-out photos ({len(held['images'])}): {', '.join(held['images'])}",
-             f"{'':26} {'bytes/image':>12} {'PSNR dB':>8} {'SSIM':>7}",
-             f"{'default tokenizer':26} {t['bytes']:>12.0f} {t['psnr']:>8.2f} {t['ssim']:>7.4f}",
-             f"{'JPEG, same bytes or fewer':26} {j['bytes']:>12.0f} {j['psnr']:>8.2f} {j['ssim']:>7.4f}"]
-    if m.get("bytes"):
-        lines.append(f"JPEG needs {m['bytes']:.0f} bytes/image on average to reach the tokenizer's PSNR per photo")
+    """The per-photo table and the averages as plain text (the README's table is made from the same dict)."""
+    s = held["summary"]
+    head = (f"{'photo':14} {'bytes':>6} {'PSNR':>6} {'SSIM':>6} {'colour':>6} | {'JPEG B @PSNR':>12} "
+            f"{'WebP B @PSNR':>12} | {'JPEG dB @B':>10} {'WebP dB @B':>10}")
+    lines = [f"held-out photos ({len(held['rows'])}), 256x256; colour = mean-colour shift in 1/255", head,
+             "-" * len(head)]
+    for r in held["rows"]:
+        j, w = r["jpeg"], r["webp"]
+        lines.append(f"{r['image'][:14]:14} {r['bytes']:>6.0f} {r['psnr']:>6.2f} {r['ssim']:>6.3f} "
+                     f"{r['colour_shift']:>6.2f} | {_fmt(j['bytes_at_psnr'], '12.0f', j['bytes_flag']):>12} "
+                     f"{_fmt(w['bytes_at_psnr'], '12.0f', w['bytes_flag']):>12} | "
+                     f"{_fmt(j['psnr_at_bytes'], '10.2f', j['psnr_flag']):>10} "
+                     f"{_fmt(w['psnr_at_bytes'], '10.2f', w['psnr_flag']):>10}")
+    j, w = s["jpeg"], s["webp"]
+    lines.append("-" * len(head))
+    lines.append(f"{'mean':14} {s['bytes']:>6.0f} {s['psnr']:>6.2f} {s['ssim']:>6.3f} {s['colour_shift_mean']:>6.2f} | "
+                 f"{_fmt(j['bytes_at_psnr'], '12.0f'):>12} {_fmt(w['bytes_at_psnr'], '12.0f'):>12} | "
+                 f"{_fmt(j['psnr_at_bytes'], '10.2f'):>10} {_fmt(w['psnr_at_bytes'], '10.2f'):>10}")
+    for codec, c in (("JPEG", j), ("WebP", w)):
+        ratio = "—" if c["bytes_ratio"] is None else f"{c['bytes_ratio']:.2f}x"
+        lines.append(f"{codec} needs {ratio} the default's bytes to reach its PSNR (mean over photos)"
+                     + (f"; its smallest file already does on {', '.join(c['floor_images'])} (*)"
+                        if c["floor_images"] else ""))
+    lines.append(f"colour shift: max {s['colour_shift_max']:.2f}/255; codes used: {s['codes_used']} of "
+                 f"{s['codebook_size']} ({100 * s['codes_used_fraction']:.1f}%)")
     return "\n".join(lines)
 
 
+def markdown_summary(held: dict[str, Any]) -> str:
+    """The README's table of the default against JPEG and WebP (tests check the README holds exactly this)."""
+    s, j, w = held["summary"], held["summary"]["jpeg"], held["summary"]["webp"]
+    n = len(held["rows"])
+    return "\n".join([
+        f"| on {n} held-out photos, 256x256 | zoo `default` | JPEG | WebP |",
+        "|---|---|---|---|",
+        f"| bytes per image | {s['bytes']:.0f} | {j['bytes_at_psnr']:.0f} at the same PSNR "
+        f"({j['bytes_ratio']:.2f}x) | {w['bytes_at_psnr']:.0f} at the same PSNR ({w['bytes_ratio']:.2f}x) |",
+        f"| PSNR at {s['bytes']:.0f} bytes | {s['psnr']:.2f} dB | {_fmt(j['psnr_at_bytes'], '.2f')} dB | "
+        f"{_fmt(w['psnr_at_bytes'], '.2f')} dB |",
+        f"| SSIM | {s['ssim']:.3f} | | |",
+        f"| mean-colour shift (max over photos) | {s['colour_shift_max']:.2f}/255 | | |",
+        f"| codes used | {s['codes_used']} of {s['codebook_size']} | | |",
+    ])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pictures for the docs
+# ---------------------------------------------------------------------------------------------------------------
+def plot_rate_distortion(tok: Any, names: Sequence[str], held: dict[str, Any], path: str | os.PathLike) -> Path:
+    """PSNR against bytes per image, averaged over the photos at each quality: JPEG's and WebP's curves and the
+    default's point (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .data import center_crops
+
+    images = _u8(center_crops(list(names), tok.spec.image_size))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for codec, colour in (("JPEG", "tab:red"), ("WEBP", "tab:blue")):
+        curves = [CodecCurve.measure(img, codec) for img in images]
+        sizes = np.mean([c.bytes for c in curves], 0)
+        psnrs = np.mean([c.psnr for c in curves], 0)
+        keep = sizes <= 4 * held["summary"]["bytes"]
+        ax.plot(sizes[keep], psnrs[keep], "-", color=colour, label=f"{codec.title()} (Pillow), quality curve")
+    s = held["summary"]
+    ax.plot([s["bytes"]], [s["psnr"]], "o", color="black", markersize=8, label="zoo default")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per 256x256 image (log scale)")
+    ax.set_ylabel("PSNR (dB), mean over photos")
+    ax.set_title(f"Held-out photos ({len(images)}): the default against JPEG and WebP")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def reconstruction_grid(tok: Any, names: Sequence[str], path: str | os.PathLike) -> Path:
+    """Rows of original | default | JPEG at the default's bytes | WebP at the default's bytes (PNG)."""
+    from ..images import make_grid, save_image
+    from .data import center_crops
+
+    images = _u8(center_crops(list(names), tok.spec.image_size))
+    with torch.no_grad():
+        codes = tok.encode(images)
+        recon = _u8(tok.decode(codes))
+    nbytes = float(codes.bits().mean()) / 8
+    rows = []
+    for img, rec in zip(images, recon):
+        row = [img, rec]
+        for codec in ("JPEG", "WEBP"):
+            best = min(_codec_fits(img, codec, nbytes), key=lambda t: nbytes - t[1])
+            row.append(best[0])
+        rows.append(torch.stack(row))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_image(make_grid(rows), path)
+
+
+def _codec_fits(image: torch.Tensor, codec: str, max_bytes: float) -> list[tuple[torch.Tensor, int]]:
+    """Every quality's decoded file no larger than `max_bytes` (the smallest file when none fits)."""
+    out = [(dec, n) for dec, n in (_codec_roundtrip(image, codec, q) for q in QUALITIES[codec]) if n <= max_bytes]
+    return out or [min((_codec_roundtrip(image, codec, q) for q in QUALITIES[codec]), key=lambda t: t[1])]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------------------------
 def export(model_dir: str | os.PathLike, target: str | os.PathLike | None = None,
            run_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Copy a trained zoo folder into the package as `default` and write its report.json (atomically)."""
@@ -170,14 +348,15 @@ def export(model_dir: str | os.PathLike, target: str | os.PathLike | None = None
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     save_pretrained(tok, staging)
-    held = compare_with_jpeg(tok)
+    held = compare_with_codecs(tok)
     n_params = sum(p.numel() for p in tok.parameters())
     spec = tok.spec
     report = {
-        "description": (f"zoo default: {tok.family} f{tok.spec.image_size // spec.grid[0]} conv VQGAN, "
-                        f"{n_params / 1e6:.2f}M parameters, {spec.grid[0]}x{spec.grid[1]} tokens from "
-                        f"{spec.codebook_sizes[0]} codes ({spec.max_tokens * spec.bits_per_token // 8} bytes/image), "
-                        "trained on CPU on offline photos (recipes/vqgan/default.yaml)"),
+        "description": (f"zoo default: {tok.family} f{spec.image_size // spec.grid[0]} conv autoencoder with FSQ "
+                        f"levels {'x'.join(map(str, tok.config.levels))}, {n_params / 1e6:.2f}M parameters, "
+                        f"{spec.grid[0]}x{spec.grid[1]} tokens from {spec.codebook_sizes[0]} codes "
+                        f"({spec.max_tokens * spec.bits_per_token // 8} bytes/image), trained on CPU on offline "
+                        f"photos ({training['recipe']})"),
         "parameters": n_params, "training": training, "heldout": held,
     }
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -191,13 +370,20 @@ def export(model_dir: str | os.PathLike, target: str | os.PathLike | None = None
 
 
 def _training_summary(run_dir: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"recipe": "recipes/vqgan/default.yaml"}
+    out: dict[str, Any] = {"recipe": "recipes/convfsq/default.yaml"}
+    recipe = run_dir / "recipe.yaml"
+    if recipe.is_file():
+        from .recipe import yaml_load
+
+        rec = yaml_load(recipe.read_text())
+        out.update({"threads": rec.get("train", {}).get("threads"), "seed": rec.get("seed"),
+                    "train_paths": rec.get("data", {}).get("paths"), "exclude": rec.get("data", {}).get("exclude")})
     log = run_dir / "log.jsonl"
     if log.is_file():
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         if rows:
             out.update({"steps": rows[-1]["step"], "final_train_psnr": rows[-1].get("psnr"),
-                        "wall_seconds": rows[-1].get("time"), "threads": 1})
+                        "wall_seconds": rows[-1].get("time")})
     return out
 
 
@@ -206,20 +392,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("export", help="copy a trained model folder into zoo/weights/default and write its report")
     p.add_argument("model_dir")
-    p.add_argument("--target")
-    p = sub.add_parser("report", help="compare a model (default: the embedded one) with JPEG on held-out photos")
+    p.add_argument("--target", help="the folder to write (default: the package's zoo/weights/default)")
+    p = sub.add_parser("report", help="compare a model (default: the embedded one) with JPEG and WebP on the "
+                                      "held-out photos")
     p.add_argument("model", nargs="?", default="default")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the README's summary table")
+    p.add_argument("--plot", help="also write the rate-distortion picture here (PNG; needs matplotlib)")
+    p.add_argument("--grid", help="also write original | default | JPEG | WebP rows here (PNG)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.cmd == "export":
         report = export(args.model_dir, args.target)
         print(format_report(report["heldout"]))
         return 0
     from ..loading import load
 
-    print(format_report(compare_with_jpeg(load(args.model))))
+    tok = load(args.model)
+    held = compare_with_codecs(tok)
+    print(json.dumps(held, indent=2) if args.json else markdown_summary(held) if args.markdown else format_report(held))
+    if args.plot:
+        print(f"wrote {plot_rate_distortion(tok, heldout_photos(), held, args.plot)}")
+    if args.grid:
+        names = [n for n in heldout_photos() if _short(n) in GRID_PHOTOS]
+        print(f"wrote {reconstruction_grid(tok, names, args.grid)}")
     return 0
 
+
+GRID_PHOTOS = ("astronaut", "coffee", "camera", "LadyBird")
 
 if __name__ == "__main__":
     sys.exit(main())

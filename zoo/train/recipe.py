@@ -29,6 +29,8 @@ class DataConfig:
         original unless needed to fit the crop), then a random ``crop_size`` square is cut (ADM's random_crop_arr).
         With ``random_crop: false`` the centre crop of the shorter side resized to `crop_size` is used.
     cache_shorter: decode each image once, shrink its shorter side to this, and keep it in memory (small sets).
+    permute_channels: reorder each crop's RGB channels at random (one of the 6 orders), so that a model trained on
+        few photos meets every hue; a cheap colour augmentation (the embedded default's second stage uses it).
     captions: also read each image's caption (CLIP-style training, e.g. UniTok): batches become
         ``(images, list of strings)``. Files: a sidecar ``<stem>.txt``; webdataset: the sample's ``.txt`` member
         (or ``.json`` with a "caption" / "text" field); hf: the `hf_text_key` column; ``skimage:NAME``: a short
@@ -42,6 +44,7 @@ class DataConfig:
     random_crop: bool = True
     resize_range: list[int] | None = None
     flip: bool = True
+    permute_channels: bool = False
     batch_size: int = 8  # per process
     num_workers: int = 0
     cache_shorter: int | None = None

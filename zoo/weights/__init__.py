@@ -15,20 +15,27 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 
 
 def _metrics(report: dict) -> tuple[Metric, ...]:
+    """The report's averages as registry metrics (`zoo info default`, the model card)."""
     held = report.get("heldout", {})
-    if not held:
+    summary = held.get("summary")
+    if not summary:
         return ()
     where = f"{len(held.get('images', []))} held-out photos, 256x256 ({', '.join(held.get('images', []))})"
     protocol = held.get("protocol", "")
-    ours = held.get("tokenizer", {})
-    jpeg = held.get("jpeg_same_bytes", {})
-    out = [Metric("PSNR", round(ours["psnr"], 2), where, protocol, "zoo/weights/default/report.json"),
-           Metric("SSIM", round(ours["ssim"], 4), where, protocol, "zoo/weights/default/report.json")]
-    if jpeg:
-        out += [Metric("JPEG PSNR at the same bytes", round(jpeg["psnr"], 2), where, protocol,
-                       "zoo/weights/default/report.json"),
-                Metric("JPEG SSIM at the same bytes", round(jpeg["ssim"], 4), where, protocol,
-                       "zoo/weights/default/report.json")]
+    source = "zoo/weights/default/report.json"
+    out = [Metric("bytes per image", round(summary["bytes"]), where, protocol, source),
+           Metric("PSNR", round(summary["psnr"], 2), where, protocol, source),
+           Metric("SSIM", round(summary["ssim"], 4), where, protocol, source),
+           Metric("max mean-colour shift (1/255)", round(summary["colour_shift_max"], 2), where, protocol, source),
+           Metric("codes used (fraction)", round(summary["codes_used_fraction"], 4), where, protocol, source)]
+    for codec, label in (("jpeg", "JPEG"), ("webp", "WebP")):
+        c = summary.get(codec) or {}
+        if c.get("bytes_ratio") is not None:
+            out.append(Metric(f"{label} bytes at the same PSNR / ours", round(c["bytes_ratio"], 2), where, protocol,
+                              source))
+        if c.get("psnr_at_bytes") is not None:
+            out.append(Metric(f"{label} PSNR at the same bytes", round(c["psnr_at_bytes"], 2), where, protocol,
+                              source))
     return tuple(out)
 
 
@@ -48,7 +55,7 @@ def register_default() -> ModelEntry | None:
         checkpoint_format="zoo",
         metrics=_metrics(report),
         license="apache-2.0",
-        code="recipes/vqgan/default.yaml",
+        code="recipes/convfsq/default.yaml",
         tags=("embedded", "offline", meta["family"]),
         extra={"package_dir": str(DEFAULT_DIR), "report": report},
     ))

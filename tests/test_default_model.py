@@ -1,0 +1,87 @@
+"""The embedded `default` tokenizer: it loads offline from the package, and it is worth running.
+
+The previous default (a 2.4M-parameter f8 VQGAN, 1024 codes, 1280 bytes/image) reached 15.63 dB PSNR on the
+held-out astronaut with its mean colour 14.73/255 off, and turned the greyscale camera photo lavender (mean colour
+23.92/255 off). Figures of the current one come from `python -m zoo.train.default_model report`.
+"""
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.train.default_model import CodecCurve, colour_shift, compare_with_codecs, psnr_ssim
+from zoo.train.data import center_crops
+
+PREVIOUS = {"astronaut": {"psnr": 15.63, "colour_shift": 14.73}, "camera": {"psnr": 18.64, "colour_shift": 23.92}}
+
+
+@pytest.fixture(scope="module")
+def default():
+    return zoo.load("default")
+
+
+def test_default_loads_offline_from_the_package(default, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    entry = zoo.get_entry("default")
+    assert entry.checkpoint_format == "zoo" and entry.family == "convfsq"
+    assert Path(entry.extra["package_dir"]) == Path(zoo.__file__).parent / "weights" / "default"
+    assert default.spec.max_tokens == 1024 and default.spec.bits_per_token == 8  # 1024 bytes per image
+    size = (Path(entry.extra["package_dir"]) / "model.safetensors").stat().st_size
+    assert size < 20e6
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_default_beats_the_previous_default_on_held_out_photos(default, name):
+    """Held out: scikit-image's photos are in no training recipe of the default (recipes/convfsq/default.yaml)."""
+    images = center_crops([f"skimage:{name}"], 256)
+    recon = default.reconstruct(images)
+    psnr = psnr_ssim(recon, images)[0][0]
+    shift = colour_shift(recon, images)[0]
+    assert psnr > PREVIOUS[name]["psnr"] + 3, psnr
+    assert shift < 3.0 < PREVIOUS[name]["colour_shift"], shift
+    if name == "camera":  # a greyscale photo stays grey: channels agree to a few levels, pixel by pixel
+        spread = (recon.amax(1) - recon.amin(1)).mul(255).mean()
+        assert spread < 3.0, float(spread)
+
+
+def test_default_report_states_what_it_really_does(default):
+    """The shipped report (README and `zoo info default` are made from it) equals a fresh measurement."""
+    report = zoo.get_entry("default").extra["report"]["heldout"]
+    names = ["skimage:astronaut", "skimage:camera"]
+    got = compare_with_codecs(default, names, codecs=("JPEG",))
+    for row in got["rows"]:
+        shipped = next(r for r in report["rows"] if r["image"] == row["image"])
+        assert row["psnr"] == pytest.approx(shipped["psnr"], abs=1e-3)
+        assert row["colour_shift"] == pytest.approx(shipped["colour_shift"], abs=1e-2)
+        assert row["jpeg"]["bytes_at_psnr"] == pytest.approx(shipped["jpeg"]["bytes_at_psnr"], rel=1e-3)
+    s = report["summary"]
+    assert s["jpeg"]["bytes_ratio"] >= 1.0  # JPEG needs at least the default's bytes to reach its PSNR
+    assert s["colour_shift_max"] < 3.0
+    assert s["codes_used_fraction"] >= 0.9
+
+
+def test_codec_curve_interpolates_between_real_qualities():
+    """bytes_for_psnr lies between the two neighbouring qualities' real files; the flags say when it cannot."""
+    image = center_crops(["skimage:coffee"], 256)[0]
+    curve = CodecCurve.measure(image, "JPEG")
+    assert curve.qualities[0] == 1 and curve.qualities[-1] == 95
+    target = (curve.psnr[20] + curve.psnr[21]) / 2  # between quality 21 and 22
+    needed, flag = curve.bytes_for_psnr(target)
+    assert flag == "" and curve.bytes[20] < needed < curve.bytes[21]
+    assert curve.bytes_for_psnr(curve.psnr[0] - 1) == (curve.bytes[0], "floor")
+    assert curve.bytes_for_psnr(99.0) == (None, "ceiling")
+    psnr, flag = curve.psnr_at_bytes(curve.bytes[30])
+    assert flag == "" and psnr == pytest.approx(curve.psnr[30], abs=1e-9)
+    assert curve.psnr_at_bytes(curve.bytes[0] - 1) == (None, "floor")
+    # a real file at the interpolated size really has about the interpolated quality
+    assert curve.psnr_at_bytes(needed)[0] == pytest.approx(target, abs=0.3)
+
+
+def test_readme_table_is_the_shipped_report():
+    """README.md's figures for the default are generated from its report.json (`report --markdown`)."""
+    from zoo.train.default_model import markdown_summary
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    report = zoo.get_entry("default").extra["report"]["heldout"]
+    assert markdown_summary(report) in readme
