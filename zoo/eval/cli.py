@@ -13,15 +13,13 @@ from typing import Any
 
 from ..errors import InputError
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "eval" / "suites"
-
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="rFID, PSNR, SSIM, LPIPS, codebook usage, rate–distortion -> report/",
                        description="Evaluate tokenizers with the reference protocol (docs/eval.md).")
     p.add_argument("-m", "--model", required=True, help="NAME[,NAME...]: registered names or saved folders")
     p.add_argument("--data", nargs="+", help="folder(s), list.txt, shard-{000..009}.tar, hf:NAME[:SPLIT]")
-    p.add_argument("--suite", help="a suite YAML (eval/suites/NAME.yaml or a path) giving defaults")
+    p.add_argument("--suite", help="a shipped suite (imagenet-val-50k, kodak, rate-distortion) or a suite YAML path giving defaults")
     p.add_argument("--metrics", help="comma list of rfid,psnr,ssim,lpips,usage (default: all)")
     p.add_argument("--tokens", help="token budgets, e.g. 32,64,128 (variable-length models): one row each")
     p.add_argument("-o", "--output", default="report", help="report folder")
@@ -44,12 +42,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def load_suite(name: str) -> dict[str, Any]:
     import yaml
 
-    path = Path(name)
-    if not path.is_file():
-        path = SUITES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-        raise InputError(f"no suite {name!r}; known: {', '.join(known)} (or give a YAML path)")
+    from ..resources import suite_path
+
+    path = suite_path(name)
     data = yaml.safe_load(path.read_text()) or {}
     allowed = {"name", "description", "data", "metrics", "tokens", "crop", "batch_size", "limit", "baselines",
                "on_error", "ref_stats", "lpips_net"}
