@@ -87,10 +87,15 @@ class GeneratorRecipe:
 
 
 def load_generator_recipe(recipe: str | os.PathLike | Mapping[str, Any],
-                          overrides: Sequence[str] | Mapping[str, Any] = ()) -> GeneratorRecipe:
+                          overrides: Sequence[str] | Mapping[str, Any] = (),
+                          image_size: int | None = None) -> GeneratorRecipe:
+    """Read and validate a generator recipe. image_size: the tokenizer's image size, the crop size when the
+    recipe gives no ``data.crop_size`` (so one recipe serves a 64-pixel tiny tokenizer and the 256-pixel default)."""
     values = read_recipe_file(recipe) if isinstance(recipe, (str, os.PathLike)) else dict(recipe)
     changes = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
     values = deep_merge(values, changes)
+    if image_size is not None and isinstance(values.get("data"), Mapping) and "crop_size" not in values["data"]:
+        values["data"] = {**values["data"], "crop_size": image_size}
     rec = config_from_dict(GeneratorRecipe, values, where="generator recipe")
     if not rec.tokenizer:
         raise ConfigError("generator recipe: `tokenizer` (a registered name or a folder) is required")
@@ -113,9 +118,11 @@ def train_generator(recipe: str | os.PathLike | Mapping[str, Any] | GeneratorRec
     from ..loading import load
 
     rec = recipe if isinstance(recipe, GeneratorRecipe) else load_generator_recipe(recipe, overrides)
-    out = Path(output or rec.output)
     torch.manual_seed(rec.seed)
     tok = load(rec.tokenizer, checkpoint=rec.tokenizer_checkpoint)
+    if not isinstance(recipe, GeneratorRecipe):  # no data.crop_size in the recipe: the tokenizer's image size
+        rec = load_generator_recipe(recipe, overrides, image_size=tok.spec.image_size)
+    out = Path(output or rec.output)
     kind = rec.generator if rec.generator != "auto" else ("ar" if tok.spec.num_groups > 1 else "maskgit")
     if kind not in ("maskgit", "ar"):
         raise ConfigError(f"generator must be 'maskgit', 'ar' or 'auto', got {rec.generator!r}")
