@@ -113,7 +113,7 @@ def test_pull_by_name_and_revision_then_offline(pushed, online, photos64, monkey
     assert sum(online.requests.values()) == before
     # ... and what was never downloaded is answered clearly
     with pytest.raises(OfflineError, match=r"needs 'config.json' from the hub repo test-user/tiny-vqgan at revision "
-                                           r"v2.*not in the Hugging Face cache.*offline.*huggingface-cli download"):
+                                           r"v2.*not in the Hugging Face cache.*offline.*hf download"):
         zoo.load("hf://test-user/tiny-vqgan@v2")
     with pytest.raises(OfflineError, match="test-user/never-pulled"):
         zoo.load("hf://test-user/never-pulled")
@@ -385,3 +385,32 @@ def test_zoo_eval_report_rows_become_measured_metrics(tmp_path, monkeypatch):
         in got["rFID"].protocol
     with pytest.raises(InputError, match=r"has results for \['mini', 'other'\]; none is 'nope'"):
         read_eval_report(written["json"], "nope")
+
+
+def test_from_pretrained_pulls_user_repo_like_other_hf_libraries(pushed, online, photos64, tmp_path):
+    from zoo.api import Tokenizer
+
+    want1, want2 = pushed["first"].encode(photos64).indices, pushed["second"].encode(photos64).indices
+    latest = Tokenizer.from_pretrained("test-user/tiny-vqgan")  # no hf:// prefix, as in transformers
+    assert torch.equal(latest.encode(photos64).indices, want2)
+    cache = tmp_path / "own-cache"
+    v1 = Tokenizer.from_pretrained("test-user/tiny-vqgan", revision="v1", cache_dir=cache, token="hf_dummy")
+    assert torch.equal(v1.encode(photos64).indices, want1)
+    assert (cache / "models--test-user--tiny-vqgan" / "refs" / "v1").read_text() == pushed["v1"]["commit"]
+    # a local folder and a registered name still win over the hub reading
+    assert Tokenizer.from_pretrained("default").name == "default"
+    with pytest.raises(InputError, match="revision= goes with a hub repo"):
+        Tokenizer.from_pretrained("default", revision="v1")
+
+
+def test_unreachable_hub_is_huggingface_hubs_decision(tmp_path, monkeypatch):
+    """No TCP probe of our own: huggingface_hub tries (through its proxy settings) and we name the file."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(OfflineError, match=r"config.json.*hub at http://127.0.0.1:9 cannot be reached.*hf download"):
+        zoo.load("hf://test-user/nowhere")
+    with pytest.raises(OfflineError, match="cannot push to test-user/x: the hub at http://127.0.0.1:9"):
+        tiny(0).push_to_hub("test-user/x")

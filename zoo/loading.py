@@ -100,9 +100,7 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     """
     target = str(name_or_path)
     if target.startswith("hf://"):
-        from .hub import load_from_hub
-
-        return _place(load_from_hub(target[5:]), device, dtype)
+        return load_hub_repo(target, device=device, dtype=dtype)
     path = Path(target)
     if path.is_dir():
         if checkpoint is not None:
@@ -132,6 +130,32 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     model = _from_state_dict(spec, config, state_dict, source=str(checkpoint), device=device, dtype=dtype)
     model.name = entry.name
     return model
+
+
+def names_hub_repo(name_or_path: str | os.PathLike) -> bool:
+    """True for ``hf://...`` and for ``user/repo`` that is neither an existing path nor a registered name."""
+    import re
+
+    from .registry import list_models
+
+    text = str(name_or_path)
+    if text.startswith("hf://"):
+        return True
+    return (re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?", text) is not None
+            and not Path(text.partition("@")[0]).exists() and text not in list_models())
+
+
+def load_hub_repo(repo: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                  token: str | bool | None = None, device: Any = None, dtype: Any = None) -> Tokenizer:
+    """One of our folders from the hub: ``user/repo`` (or ``hf://user/repo[@revision]``) at `revision`."""
+    from .hub import load_from_hub
+
+    target = repo[5:] if repo.startswith("hf://") else repo
+    if revision is not None:
+        if "@" in target:
+            raise InputError(f"{repo} already names a revision; do not also pass revision={revision!r}")
+        target = f"{target}@{revision}"
+    return _place(load_from_hub(target, cache_dir=cache_dir, token=token), device, dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------------
