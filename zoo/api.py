@@ -203,6 +203,8 @@ class Codes:
         """Write a safetensors file (indices, lengths; layout as JSON metadata). Written atomically."""
         from safetensors.torch import save_file
 
+        from .files import normal_mode
+
         tensors = {"indices": self.indices.detach().cpu().contiguous()}
         if self.lengths is not None:
             tensors["lengths"] = self.lengths.detach().cpu().to(torch.int64).contiguous()
@@ -213,6 +215,7 @@ class Codes:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         save_file(tensors, str(tmp), metadata=meta)
+        normal_mode(tmp)
         os.replace(tmp, path)
 
     @classmethod

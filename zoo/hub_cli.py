@@ -47,7 +47,9 @@ def cmd_card(args: argparse.Namespace) -> int:
         return 0
     text = str(render_card(info))
     if args.output:
-        Path(args.output).write_text(text)
+        from .files import prepare_output_file
+
+        prepare_output_file(args.output).write_text(text)
         print(f"wrote {args.output}")
     else:
         print(text)
@@ -66,7 +68,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--message", help="commit message")
     p.add_argument("--recipe", help="training recipe text for the card (e.g. 'recipes/vqgan/default.yaml, 2 GPUs')")
     p.add_argument("--private", action="store_true")
-    p.add_argument("--token", help="hub token (default: the one saved by `huggingface-cli login`)")
+    p.add_argument("--token", help="hub token (default: the one saved by `hf auth login`)")
     p.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or https://huggingface.co)")
     p.set_defaults(func=cmd_push)
 
@@ -74,7 +76,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "README.md)")
     p.add_argument("model", help="registered name the checkpoint belongs to (zoo list)")
     p.add_argument("--checkpoint", required=True, help="the official file (safetensors or torch pickle)")
-    p.add_argument("-o", "--output", required=True, help="folder to write")
+    p.add_argument("-o", "--output", required=True, help="folder to write: config.json, model.safetensors, README.md")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("card", help="render a registered model's card (README.md for the hub)")

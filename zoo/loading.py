@@ -166,6 +166,7 @@ def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mappi
     from safetensors.torch import save_model
 
     from . import __version__
+    from .files import normal_mode
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -173,6 +174,7 @@ def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mappi
             "config": config_to_dict(model.config), **(extra or {})}
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_model(model, str(tmp), metadata={"format": FORMAT, "family": model.family})
+    normal_mode(tmp)
     os.replace(tmp, directory / WEIGHTS_NAME)
     tmp = directory / (CONFIG_NAME + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -22,7 +22,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", help="a shipped suite (imagenet-val-50k, kodak, rate-distortion) or a suite YAML path giving defaults")
     p.add_argument("--metrics", help="comma list of rfid,psnr,ssim,lpips,usage (default: all)")
     p.add_argument("--tokens", help="token budgets, e.g. 32,64,128 (variable-length models): one row each")
-    p.add_argument("-o", "--output", default="report", help="report folder")
+    p.add_argument("-o", "--output", default="report", help="report folder: report.json, report.md, samples.png, rd.png (created; default: report)")
     p.add_argument("--checkpoint", help="official checkpoint file (one registered name only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int)

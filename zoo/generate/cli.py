@@ -133,7 +133,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: the published setting)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--temperature", type=float, help="sampling temperature (MaskGIT: randomize_temperature)")
-    p.add_argument("-o", "--output", default="samples")
+    p.add_argument("-o", "--output", default="samples",
+                   help="folder for the PNGs, grid.png and samples.json (created; default: samples)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--list", action="store_true", help="list the registered generators")
@@ -155,7 +156,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fid-extractor", default="inception")
     p.add_argument("--inception-weights")
     p.add_argument("--device", default="auto")
-    p.add_argument("-o", "--output", help="write the result as JSON here")
+    p.add_argument("-o", "--output", help="write the result as JSON to this file (its folder is created)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_eval_generator)
 
@@ -163,7 +164,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Pre-tokenize the recipe's images once (code cache), then train a MaskGIT "
                                    "generator on the codes.")
     p.add_argument("recipe", help="recipes/generator/<name>.yaml or generator/<name>")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("-o", "--output")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set tokenizer=default --set train.max_steps=50")
+    p.add_argument("-o", "--output", help="run folder (default: the recipe's output); the generator goes to OUTPUT/generator")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train_generator)

@@ -149,6 +149,7 @@ def save_generator(gen: Generator, directory: str | os.PathLike, extra: Mapping[
     from safetensors.torch import save_model
 
     from .. import __version__
+    from ..files import normal_mode
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,7 @@ def save_generator(gen: Generator, directory: str | os.PathLike, extra: Mapping[
             **(extra or {})}
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_model(gen, str(tmp), metadata={"format": FORMAT})
+    normal_mode(tmp)
     os.replace(tmp, directory / WEIGHTS_NAME)
     tmp = directory / (CONFIG_NAME + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -45,5 +45,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="run folder (default: the recipe's output)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's newest checkpoint")
     p.add_argument("--check", action="store_true", help="validate the recipe (keys, types, data paths) and print it")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; warnings and errors only")
     p.set_defaults(func=cmd_train)
