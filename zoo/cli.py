@@ -34,11 +34,9 @@ def _load(args: argparse.Namespace):
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool = True):
-    if not enabled or total <= 1:
-        return iterable
-    from tqdm.auto import tqdm
+    from .progress import progress
 
-    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr)
+    return progress(iterable, total=total, desc=desc, unit="batch", quiet=not enabled)
 
 
 def _batches(items: Sequence[Any], size: int):
@@ -314,8 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .progress import setup_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(quiet=bool(getattr(args, "quiet", False)))
     if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
         parser.exit(2, "zoo: error: --batch-size must be at least 1\n")
     try:

@@ -6,12 +6,15 @@ Multi-process: ``torchrun --nproc_per_node N -m zoo.cli eval ...`` (CPU: ``ACCEL
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +23,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", required=True, help="NAME[,NAME...]: registered names or saved folders")
     p.add_argument("--data", nargs="+", help="folder(s), list.txt, shard-{000..009}.tar, hf:NAME[:SPLIT]")
     p.add_argument("--suite", help="a shipped suite (imagenet-val-50k, kodak, rate-distortion) or a suite YAML path giving defaults")
-    p.add_argument("--metrics", help="comma list of rfid,psnr,ssim,lpips,usage (default: all)")
+    p.add_argument("--metrics", help="comma list of rfid,psnr,ssim,lpips,usage (default: all that can run here; "
+                   "rFID and LPIPS need their weights files, see docs/eval.md; the report says what was skipped)")
     p.add_argument("--tokens", help="token budgets, e.g. 32,64,128 (variable-length models): one row each")
     p.add_argument("-o", "--output", default="report", help="report folder: report.json, report.md, samples.png, rd.png (created; default: report)")
     p.add_argument("--checkpoint", help="official checkpoint file (one registered name only)")
@@ -77,7 +81,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = args.data or _split(suite.get("data"))
     if not data:
         raise InputError("no data: pass --data PATH (or a --suite that names its data)")
-    metrics = _split(pick("metrics", ",".join(ALL_METRICS)))
+    chosen = pick("metrics", None)  # None: the default set, which runs what it can here
+    metrics = _split(chosen) if chosen is not None else list(ALL_METRICS)
     tokens_text = pick("tokens", None)
     tokens = _parse_tokens(",".join(_split(tokens_text))) if tokens_text is not None else [None]
     _init_distributed()
@@ -88,6 +93,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         lpips_net=pick("lpips_net", "alex"), lpips_weights=args.lpips_weights, progress=not args.quiet)
     evaluator = Evaluator(data, config)
+    skipped = _unavailable_metrics(evaluator, metrics, explicit=chosen is not None)
+    if skipped:
+        config.metrics = tuple(m for m in metrics if m not in skipped)
+        for metric, why in skipped.items():
+            log.warning("not measuring %s: %s", metric, why)
     names = _split(args.model)
     if args.checkpoint and len(names) > 1:
         raise InputError("--checkpoint goes with one model")
@@ -107,11 +117,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
             _echo(results[-1], rank, args.quiet)
     if rank == 0:
         meta = {"data": evaluator.spec.describe() if evaluator.spec.kind != "files" else " ".join(data),
-                "suite": suite.get("name"), "processes": world, "command": "zoo eval " + " ".join(sys.argv[2:])}
+                "suite": suite.get("name"), "processes": world, "command": "zoo eval " + " ".join(sys.argv[2:]),
+                "skipped_metrics": skipped}
         written = write_report(results, args.output, meta)
         print(f"wrote {written['md']} and {written['json']}")
     _finish_distributed()
     return 0
+
+
+def _unavailable_metrics(evaluator: Any, metrics: list[str], explicit: bool) -> dict[str, str]:
+    """Metrics that need weights or packages that are not here ({metric: why}), found before any image is read.
+
+    Metrics the user asked for by name must run: the first that cannot raises its own error (which names the
+    file or the extra). The default set runs what it can and reports the rest.
+    """
+    from ..errors import MissingExtraError, OfflineError
+
+    needs = {"rfid": lambda: evaluator.extractor, "lpips": lambda: evaluator.lpips}
+    skipped: dict[str, str] = {}
+    for metric in metrics:
+        if metric not in needs:
+            continue
+        try:
+            needs[metric]()
+        except (OfflineError, MissingExtraError) as exc:
+            if explicit:
+                raise
+            skipped[metric] = str(exc)
+    if skipped and not set(metrics) - set(skipped):
+        raise InputError("none of the metrics can run here: " + "; ".join(f"{m}: {w}" for m, w in skipped.items()))
+    return skipped
 
 
 def _echo(r: dict, rank: int, quiet: bool) -> None:

@@ -11,12 +11,13 @@ and does not fit a model trained on codes.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -28,6 +29,8 @@ from .api import MaskGITGenerator
 from .codes_cache import build_code_cache, load_code_cache
 from .loading import save_generator
 from .maskgit import MaskGITConfig, MaskGITSampling, mlm_loss
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,9 +116,17 @@ class GeneratorTrainResult:
 
 def train_generator(recipe: str | os.PathLike | Mapping[str, Any] | GeneratorRecipe,
                     overrides: Sequence[str] | Mapping[str, Any] = (), output: str | os.PathLike | None = None,
-                    log=print) -> GeneratorTrainResult:
-    """Pre-tokenize (once), then train; writes the generator folder (`zoo.generate.load_generator(output)`)."""
+                    log: Callable[[str], Any] | None = None, quiet: bool = False) -> GeneratorTrainResult:
+    """Pre-tokenize (once), then train; writes the generator folder (`zoo.generate.load_generator(output)`).
+
+    log: where messages go (default: this module's `logging` logger); step progress follows
+    `zoo.progress.StepReport` (a bar on a terminal, INFO lines otherwise, nothing when `quiet`).
+    """
     from ..loading import load
+    from ..progress import StepReport
+
+    if log is None:
+        log = logger.info
 
     rec = recipe if isinstance(recipe, GeneratorRecipe) else load_generator_recipe(recipe, overrides)
     torch.manual_seed(rec.seed)
@@ -169,6 +180,7 @@ def train_generator(recipe: str | os.PathLike | Mapping[str, Any] | GeneratorRec
     rng = torch.Generator().manual_seed(rec.seed)
     data = codes.indices
     losses: list[float] = []
+    report = StepReport(total, "train-generator", logger, quiet=quiet)
     for step in range(total):
         idx = torch.randint(0, data.shape[0], (rec.train.batch_size,), generator=rng)
         target, y = data[idx], labels[idx]
@@ -187,9 +199,11 @@ def train_generator(recipe: str | os.PathLike | Mapping[str, Any] | GeneratorRec
         losses.append(float(loss.detach()))
         if (step + 1) % rec.train.log_every == 0 or step + 1 == total:
             recent = losses[-rec.train.log_every:]
-            acc_text = f"  masked acc {float(acc):.3f}" if kind == "maskgit" else ""
-            log(f"step {step + 1}/{total}  loss {sum(recent) / len(recent):.4f}{acc_text}  "
-                f"lr {sched.get_last_lr()[0]:.2e}")
+            values = {"loss": sum(recent) / len(recent)}
+            if kind == "maskgit":
+                values["masked_acc"] = float(acc)
+            report.update(step + 1, {**values, "lr": sched.get_last_lr()[0]})
+    report.close()
     gen.eval()
     save_generator(gen, out / "generator", extra={"recipe": json.loads(json.dumps(asdict(rec), default=str)),
                                                   "class_names": meta.get("class_names")})

@@ -52,12 +52,13 @@ def skimage_photo_names() -> list[str]:
 
 def skimage_photo(name: str) -> np.ndarray:
     """A bundled scikit-image photo, ``[H, W, 3]`` uint8."""
-    import skimage.data
+    from ..extras import require
 
+    photos = require("skimage.data", f"the photo skimage:{name}")
     if name in ("motorcycle_left", "motorcycle_right"):
-        left, right, _ = skimage.data.stereo_motorcycle()
+        left, right, _ = photos.stereo_motorcycle()
         return left if name.endswith("left") else right
-    return getattr(skimage.data, name)()
+    return getattr(photos, name)()
 
 
 # ---------------------------------------------------------------------------------------------------------------

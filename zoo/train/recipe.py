@@ -316,6 +316,9 @@ def check_data_paths(data: DataConfig) -> None:
 
     for i, p in enumerate(data.paths):
         if p.startswith("skimage:"):
+            from ..extras import require
+
+            require("skimage.data", f"recipe.data.paths[{i}] ({p}: scikit-image's bundled photo)")
             name = p.split(":", 1)[1]
             names = skimage_photo_names()
             if name not in names:
