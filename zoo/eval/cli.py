@@ -81,8 +81,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = args.data or _split(suite.get("data"))
     if not data:
         raise InputError("no data: pass --data PATH (or a --suite that names its data)")
-    chosen = pick("metrics", None)  # None: the default set, which runs what it can here
-    metrics = _split(chosen) if chosen is not None else list(ALL_METRICS)
+    # metrics named on the command line must run; the default set (or a suite's) runs what it can here
+    metrics = _split(pick("metrics", ",".join(ALL_METRICS)))
     tokens_text = pick("tokens", None)
     tokens = _parse_tokens(",".join(_split(tokens_text))) if tokens_text is not None else [None]
     _init_distributed()
@@ -93,7 +93,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         lpips_net=pick("lpips_net", "alex"), lpips_weights=args.lpips_weights, progress=not args.quiet)
     evaluator = Evaluator(data, config)
-    skipped = _unavailable_metrics(evaluator, metrics, explicit=chosen is not None)
+    skipped = _unavailable_metrics(evaluator, metrics, explicit=args.metrics is not None)
     if skipped:
         config.metrics = tuple(m for m in metrics if m not in skipped)
         for metric, why in skipped.items():
@@ -107,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     for name in names:
         model = load(name, checkpoint=args.checkpoint, device=device)
-        for k in tokens:
+        for k in _budgets_for(model, tokens, explicit=args.tokens is not None):
             results.append(evaluator.run(model, num_tokens=k))
             _echo(results[-1], rank, args.quiet)
     codecs = _split(pick("baselines", None))
@@ -123,6 +123,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"wrote {written['md']} and {written['json']}")
     _finish_distributed()
     return 0
+
+
+def _budgets_for(model: Any, tokens: list, explicit: bool) -> list:
+    """The token budgets to evaluate `model` at. Budgets named with --tokens are used as given (a model that cannot
+    take one says so); a suite's budgets apply to the models that can take them, and a fixed-length model is
+    evaluated once at its own length."""
+    spec = model.spec
+    if explicit or tokens == [None]:
+        return tokens
+    fits = [k for k in tokens if k == "auto" or (spec.variable_length and spec.min_tokens <= k <= spec.max_tokens)]
+    name = model.name or spec.family
+    if not fits:
+        log.info("%s has a fixed length: evaluated once at its %d tokens (the suite's budgets %s are for "
+                 "variable-length models)", name, spec.max_tokens, tokens)
+    elif fits != tokens:
+        log.info("%s: evaluated at %s tokens, the suite's budgets it can take (of %s)", name,
+                 ",".join(map(str, fits)), tokens)
+    return fits or [None]
 
 
 def _unavailable_metrics(evaluator: Any, metrics: list[str], explicit: bool) -> dict[str, str]:
