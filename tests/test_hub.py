@@ -322,6 +322,31 @@ def test_every_family_renders_a_valid_card():
     assert "library visual-tokenizer-zoo" in lines[0] and "2-D grid 16x16 (row-major), 256 token(s)" in lines[1]
 
 
+def test_cards_name_base_model_and_training_datasets():
+    """Front matter the hub links on: the official repo converted weights come from, and the training data."""
+    import yaml
+
+    from zoo.cards import card_info, check_card, render_card
+    from zoo.config import config_from_dict
+    from zoo.registry import get_entry, get_family
+
+    def front(name, **kw):
+        entry = get_entry(name)
+        fam = get_family(entry.family)
+        with torch.device("meta"):
+            model = fam.tokenizer_cls(config_from_dict(fam.config_cls, dict(entry.config)))
+        text = str(render_card(card_info(model, entry, **kw)))
+        assert check_card(text) == []
+        return yaml.safe_load(text.split("---")[1])
+
+    meta = front("titok-l32")
+    assert meta["base_model"] == "yucornetto/tokenizer_titok_l32_imagenet" and meta["datasets"] == ["ILSVRC/imagenet-1k"]
+    assert front("unitok")["datasets"] == ["mlfoundations/datacomp_1b"]
+    assert "datasets" not in front("alit-small-in100") and "base_model" not in front("default")
+    meta = front("default", base_model="me/base", datasets=["me/photos"])
+    assert meta["base_model"] == "me/base" and meta["datasets"] == ["me/photos"]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Command line: zoo convert, zoo push, zoo card
 # ---------------------------------------------------------------------------------------------------------------

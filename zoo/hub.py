@@ -238,13 +238,15 @@ def load_from_hub(target: str, cache_dir: str | os.PathLike | None = None, endpo
 def push_to_hub(model: "Tokenizer", repo_id: str, *, commit_message: str | None = None, private: bool = False,
                 token: str | None = None, endpoint: str | None = None, branch: str | None = None,
                 tag: str | None = None, eval_report: str | os.PathLike | None = None,
-                entry: ModelEntry | None = None, recipe: str | None = None) -> dict[str, str]:
+                entry: ModelEntry | None = None, recipe: str | None = None, base_model: str | None = None,
+                datasets: list[str] | None = None) -> dict[str, str]:
     """Push `model` as ``config.json`` + ``model.safetensors`` + ``README.md`` (its model card) in one commit.
 
     entry: the registered entry whose published metrics, license and citation go into the card (default: the
         entry named ``model.name``, if any). eval_report: a ``zoo eval`` report.json (or a JSON list of
         {metric, value, dataset, protocol}) whose numbers go into the card as measured. tag: also tag the commit
-        (e.g. ``v1``) so that ``hf://repo@v1`` pins it. Returns {"repo_id", "commit", "url", "revision"}.
+        (e.g. ``v1``) so that ``hf://repo@v1`` pins it. base_model / datasets: the card's front matter (hub ids;
+        defaults from the entry, see `zoo.cards.card_info`). Returns {"repo_id", "commit", "url", "revision"}.
     """
     from .cards import card_info, read_eval_report, render_card
     from .registry import _MODELS
@@ -256,7 +258,8 @@ def push_to_hub(model: "Tokenizer", repo_id: str, *, commit_message: str | None 
         entry = _MODELS.get(model.name)
     measured, source = (read_eval_report(eval_report, model.name or model.family) if eval_report is not None
                         else ([], ""))
-    card = render_card(card_info(model, entry, measured, source, repo_id=repo_id, recipe=recipe))
+    card = render_card(card_info(model, entry, measured, source, repo_id=repo_id, recipe=recipe,
+                                 base_model=base_model, datasets=datasets))
     with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
         write_folder(model, tmp, stamp=False)
         card.save(str(Path(tmp) / CARD_NAME))

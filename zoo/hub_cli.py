@@ -13,7 +13,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     model = load(args.model, checkpoint=args.checkpoint)
     result = push_to_hub(model, args.repo, commit_message=args.message, private=args.private, token=args.token,
                          endpoint=args.endpoint, branch=args.branch, tag=args.tag, eval_report=args.eval_report,
-                         recipe=args.recipe)
+                         recipe=args.recipe, base_model=args.base_model, datasets=args.dataset)
     pin = result["commit"]
     print(f"pushed {args.model} to {result['repo_id']} (commit {pin[:12]}{', tag ' + args.tag if args.tag else ''})")
     print(f"load it with: zoo.load(\"hf://{result['repo_id']}\")  or pinned: zoo.load(\"hf://{result['repo_id']}@{pin}\")")
@@ -67,6 +67,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--branch", help="commit on this existing branch instead of main")
     p.add_argument("--message", help="commit message")
     p.add_argument("--recipe", help="training recipe text for the card (e.g. 'recipes/vqgan/default.yaml, 2 GPUs')")
+    p.add_argument("--base-model", help="hub repo the weights come from or were fine-tuned from (card front matter; "
+                   "default: the official repo of a converted registered model)")
+    p.add_argument("--dataset", action="append", help="hub id of a training dataset (repeatable; card front matter)")
     p.add_argument("--private", action="store_true")
     p.add_argument("--token", help="hub token (default: the one saved by `hf auth login`)")
     p.add_argument("--endpoint", help="hub URL (default: HF_ENDPOINT or https://huggingface.co)")
