@@ -439,3 +439,27 @@ def test_unreachable_hub_is_huggingface_hubs_decision(tmp_path, monkeypatch):
         zoo.load("hf://test-user/nowhere")
     with pytest.raises(OfflineError, match="cannot push to test-user/x: the hub at http://127.0.0.1:9"):
         tiny(0).push_to_hub("test-user/x")
+
+
+def test_generator_push_then_pull_by_name_and_revision(online, tmp_path, capsys):
+    from zoo.cli import main
+    from zoo.generate.api import MaskGITGenerator
+    from zoo.generate.loading import load_generator, save_generator
+    from zoo.generate.maskgit import MaskGITConfig, MaskGITSampling
+
+    torch.manual_seed(0)
+    config = MaskGITConfig(codebook_size=64, seq_len=16, num_classes=4, width=32, depth=2, heads=4, mlp_dim=64)
+    gen = MaskGITGenerator(config, MaskGITSampling(num_steps=4), tokenizer="vqgan").eval()
+    want = gen.sample([0, 3], seed=0).indices
+    result = gen.push_to_hub("test-user/tiny-gen", tag="v1", datasets=["me/photos"])
+    tree = online.repos["test-user/tiny-gen"].commits[result["commit"]]
+    assert {"config.json", "model.safetensors", "README.md"} <= set(tree)
+    assert b"datasets:\n- me/photos" in tree["README.md"] and b"library_name: visual-tokenizer-zoo" in tree["README.md"]
+    pulled = load_generator("hf://test-user/tiny-gen@v1")
+    assert torch.equal(pulled.sample([0, 3], seed=0).indices, want)
+    # the command line pushes a generator folder with the same `zoo push`
+    save_generator(gen, tmp_path / "gen")
+    assert main(["push", str(tmp_path / "gen"), "--repo", "test-user/tiny-gen-cli"]) == 0
+    assert "pushed generator" in capsys.readouterr().out
+    assert torch.equal(load_generator("hf://test-user/tiny-gen-cli").sample([1], seed=0).indices,
+                       gen.sample([1], seed=0).indices)

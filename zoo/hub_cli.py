@@ -6,10 +6,28 @@ import json
 from pathlib import Path
 
 
+def _is_generator_folder(target: str) -> bool:
+    config = Path(target) / "config.json"
+    try:
+        return config.is_file() and str(json.loads(config.read_text()).get("format", "")).startswith("zoo.generator")
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from .hub import push_to_hub
     from .loading import load
 
+    if _is_generator_folder(args.model):  # a generator folder (zoo train-generator): same command, same hub layout
+        from .generate.hub import push_generator
+        from .generate.loading import load_generator
+
+        result = push_generator(load_generator(args.model), args.repo, commit_message=args.message,
+                                private=args.private, token=args.token, endpoint=args.endpoint, branch=args.branch,
+                                tag=args.tag, base_model=args.base_model, datasets=args.dataset)
+        print(f"pushed generator {args.model} to {result['repo_id']} (commit {result['commit'][:12]}); load it with: "
+              f"zoo.load_generator(\"hf://{result['repo_id']}\") or zoo generate -g hf://{result['repo_id']}")
+        return 0
     model = load(args.model, checkpoint=args.checkpoint)
     result = push_to_hub(model, args.repo, commit_message=args.message, private=args.private, token=args.token,
                          endpoint=args.endpoint, branch=args.branch, tag=args.tag, eval_report=args.eval_report,
@@ -57,8 +75,10 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("push", help="push a model (name or folder) to the Hugging Face Hub with its model card")
-    p.add_argument("model", help="registered name, folder written by save_pretrained/convert, or hf://user/repo")
+    p = sub.add_parser("push", help="push a model (name or folder) or a generator folder to the Hugging Face Hub with "
+                       "its model card")
+    p.add_argument("model", help="registered name, folder written by save_pretrained/convert/train, a generator folder "
+                   "(train-generator), or hf://user/repo")
     p.add_argument("--repo", required=True, help="target hub repo, user/repo")
     p.add_argument("--checkpoint", help="official checkpoint file for a registered name (downloaded by hand)")
     p.add_argument("--eval-report", help="report.json of `zoo eval` (or a JSON list of {metric, value, dataset, "
