@@ -127,7 +127,8 @@ def load_generator(name_or_path: str | os.PathLike, checkpoint: str | os.PathLik
     path = Path(str(name_or_path))
     if path.is_dir():
         if checkpoint is not None:
-            raise InputError("checkpoint= goes with a registered generator name, not with a folder")
+            raise InputError("checkpoint= (--checkpoint on the command line) goes with a registered generator name, "
+                             "not with a folder")
         return _place(load_folder(path), device, dtype)
     entry = get_generator_entry(str(name_or_path))
     _, config_cls, sampling_cls, official_loader, _ = _family(entry.family)
