@@ -176,7 +176,9 @@ def venv(tmp_path_factory) -> Path:
     py = env_dir / "bin" / "python"
     done = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                            str(src)], capture_output=True, text=True, cwd=base)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, ("pip install of the checkout failed (offline, without build isolation: the "
+                                  "interpreter running the tests needs setuptools>=70.1 or setuptools + wheel)\n"
+                                  + done.stdout + done.stderr)
     where = subprocess.run([str(py), "-c", "import zoo; print(zoo.__file__)"], capture_output=True, text=True,
                            cwd=base, env=_env(env_dir, base))
     assert where.stdout.strip().startswith(str(env_dir)), where.stdout + where.stderr  # the installed copy
