@@ -270,6 +270,35 @@ def test_documented_commands_run_from_the_installed_package(venv, tmp_path):
     assert (train / "samples" / "grid.png").is_file()
 
 
+HUB_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])  # tests/ for fakehub.py only: zoo itself is the installed copy
+import os, torch, zoo
+from fakehub import FakeHub
+from zoo import Tokenizer
+from zoo.families.vqgan import TINY_CONFIG
+assert zoo.__file__.startswith(sys.argv[2]), zoo.__file__
+with FakeHub(lifetime=120) as hub:
+    os.environ["HF_ENDPOINT"] = hub.endpoint
+    torch.manual_seed(0)
+    tok = zoo.build("vqgan", TINY_CONFIG).eval()
+    tok.push_to_hub("user/repo", tag="v1")
+    pulled = Tokenizer.from_pretrained("user/repo", revision="v1", cache_dir="hf-cache", token="hf_dummy")
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(pulled.encode(x).indices, tok.encode(x).indices)
+    print("from_pretrained('user/repo') OK from", zoo.__file__)
+"""
+
+
+def test_from_pretrained_user_repo_from_the_installed_package(venv, tmp_path):
+    """Tokenizer.from_pretrained("user/repo") against the loopback hub (tests/fakehub.py), run by the venv."""
+    env = dict(_env(venv, tmp_path), HF_HUB_OFFLINE="0")
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", HUB_SCRIPT, str(ROOT / "tests"), str(venv)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "from_pretrained('user/repo') OK" in done.stdout
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
