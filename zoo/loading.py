@@ -108,9 +108,9 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
                              "with a folder")
         return _place(load_folder(path), device, dtype)
     if path.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt") and path.exists():
-        raise InputError(f"{path} is a checkpoint file: pass it with the model name it belongs to, e.g. "
-                         "zoo.load('onedpiece-s-256', checkpoint=...) in Python or `-m onedpiece-s-256 --checkpoint "
-                         "FILE` on the command line, or use zoo.from_official(family, file)")
+        raise InputError(f"{path} is a checkpoint file: pass it as checkpoint= with the model name it belongs to "
+                         "(zoo.load('onedpiece-s-256', checkpoint=...) in Python, `-m onedpiece-s-256 --checkpoint "
+                         "FILE` on the command line), or use zoo.from_official(family, file)")
     entry = get_entry(target)
     spec = get_family(entry.family)
     config = config_from_dict(spec.config_cls, {**entry.config, **overrides}, where=f"{entry.name} config")
