@@ -51,3 +51,15 @@ def photos64() -> torch.Tensor:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """tests/test_docs.py: which documented commands ran and which are marked (and why)."""
+    import sys
+
+    docs = sys.modules.get("test_docs")
+    listing = docs.docs_listing() if docs is not None else []
+    if listing:
+        terminalreporter.section("documented commands (tests/test_docs.py)")
+        for line in listing:
+            terminalreporter.write_line(line)

@@ -113,7 +113,7 @@ def test_pull_by_name_and_revision_then_offline(pushed, online, photos64, monkey
     assert sum(online.requests.values()) == before
     # ... and what was never downloaded is answered clearly
     with pytest.raises(OfflineError, match=r"needs 'config.json' from the hub repo test-user/tiny-vqgan at revision "
-                                           r"v2.*not in the Hugging Face cache.*offline.*huggingface-cli download"):
+                                           r"v2.*not in the Hugging Face cache.*offline.*hf download"):
         zoo.load("hf://test-user/tiny-vqgan@v2")
     with pytest.raises(OfflineError, match="test-user/never-pulled"):
         zoo.load("hf://test-user/never-pulled")
@@ -322,6 +322,31 @@ def test_every_family_renders_a_valid_card():
     assert "library visual-tokenizer-zoo" in lines[0] and "2-D grid 16x16 (row-major), 256 token(s)" in lines[1]
 
 
+def test_cards_name_base_model_and_training_datasets():
+    """Front matter the hub links on: the official repo converted weights come from, and the training data."""
+    import yaml
+
+    from zoo.cards import card_info, check_card, render_card
+    from zoo.config import config_from_dict
+    from zoo.registry import get_entry, get_family
+
+    def front(name, **kw):
+        entry = get_entry(name)
+        fam = get_family(entry.family)
+        with torch.device("meta"):
+            model = fam.tokenizer_cls(config_from_dict(fam.config_cls, dict(entry.config)))
+        text = str(render_card(card_info(model, entry, **kw)))
+        assert check_card(text) == []
+        return yaml.safe_load(text.split("---")[1])
+
+    meta = front("titok-l32")
+    assert meta["base_model"] == "yucornetto/tokenizer_titok_l32_imagenet" and meta["datasets"] == ["ILSVRC/imagenet-1k"]
+    assert front("unitok")["datasets"] == ["mlfoundations/datacomp_1b"]
+    assert "datasets" not in front("alit-small-in100") and "base_model" not in front("default")
+    meta = front("default", base_model="me/base", datasets=["me/photos"])
+    assert meta["base_model"] == "me/base" and meta["datasets"] == ["me/photos"]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Command line: zoo convert, zoo push, zoo card
 # ---------------------------------------------------------------------------------------------------------------
@@ -385,3 +410,56 @@ def test_zoo_eval_report_rows_become_measured_metrics(tmp_path, monkeypatch):
         in got["rFID"].protocol
     with pytest.raises(InputError, match=r"has results for \['mini', 'other'\]; none is 'nope'"):
         read_eval_report(written["json"], "nope")
+
+
+def test_from_pretrained_pulls_user_repo_like_other_hf_libraries(pushed, online, photos64, tmp_path):
+    from zoo.api import Tokenizer
+
+    want1, want2 = pushed["first"].encode(photos64).indices, pushed["second"].encode(photos64).indices
+    latest = Tokenizer.from_pretrained("test-user/tiny-vqgan")  # no hf:// prefix, as in transformers
+    assert torch.equal(latest.encode(photos64).indices, want2)
+    cache = tmp_path / "own-cache"
+    v1 = Tokenizer.from_pretrained("test-user/tiny-vqgan", revision="v1", cache_dir=cache, token="hf_dummy")
+    assert torch.equal(v1.encode(photos64).indices, want1)
+    assert (cache / "models--test-user--tiny-vqgan" / "refs" / "v1").read_text() == pushed["v1"]["commit"]
+    # a local folder and a registered name still win over the hub reading
+    assert Tokenizer.from_pretrained("default").name == "default"
+    with pytest.raises(InputError, match="revision= goes with a hub repo"):
+        Tokenizer.from_pretrained("default", revision="v1")
+
+
+def test_unreachable_hub_is_huggingface_hubs_decision(tmp_path, monkeypatch):
+    """No TCP probe of our own: huggingface_hub tries (through its proxy settings) and we name the file."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(OfflineError, match=r"config.json.*hub at http://127.0.0.1:9 cannot be reached.*hf download"):
+        zoo.load("hf://test-user/nowhere")
+    with pytest.raises(OfflineError, match="cannot push to test-user/x: the hub at http://127.0.0.1:9"):
+        tiny(0).push_to_hub("test-user/x")
+
+
+def test_generator_push_then_pull_by_name_and_revision(online, tmp_path, capsys):
+    from zoo.cli import main
+    from zoo.generate.api import MaskGITGenerator
+    from zoo.generate.loading import load_generator, save_generator
+    from zoo.generate.maskgit import MaskGITConfig, MaskGITSampling
+
+    torch.manual_seed(0)
+    config = MaskGITConfig(codebook_size=64, seq_len=16, num_classes=4, width=32, depth=2, heads=4, mlp_dim=64)
+    gen = MaskGITGenerator(config, MaskGITSampling(num_steps=4), tokenizer="vqgan").eval()
+    want = gen.sample([0, 3], seed=0).indices
+    result = gen.push_to_hub("test-user/tiny-gen", tag="v1", datasets=["me/photos"])
+    tree = online.repos["test-user/tiny-gen"].commits[result["commit"]]
+    assert {"config.json", "model.safetensors", "README.md"} <= set(tree)
+    assert b"datasets:\n- me/photos" in tree["README.md"] and b"library_name: visual-tokenizer-zoo" in tree["README.md"]
+    pulled = load_generator("hf://test-user/tiny-gen@v1")
+    assert torch.equal(pulled.sample([0, 3], seed=0).indices, want)
+    # the command line pushes a generator folder with the same `zoo push`
+    save_generator(gen, tmp_path / "gen")
+    assert main(["push", str(tmp_path / "gen"), "--repo", "test-user/tiny-gen-cli"]) == 0
+    assert "pushed generator" in capsys.readouterr().out
+    assert torch.equal(load_generator("hf://test-user/tiny-gen-cli").sample([1], seed=0).indices,
+                       gen.sample([1], seed=0).indices)

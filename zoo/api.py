@@ -203,6 +203,8 @@ class Codes:
         """Write a safetensors file (indices, lengths; layout as JSON metadata). Written atomically."""
         from safetensors.torch import save_file
 
+        from .files import normal_mode
+
         tensors = {"indices": self.indices.detach().cpu().contiguous()}
         if self.lengths is not None:
             tensors["lengths"] = self.lengths.detach().cpu().to(torch.int64).contiguous()
@@ -213,6 +215,7 @@ class Codes:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         save_file(tensors, str(tmp), metadata=meta)
+        normal_mode(tmp)
         os.replace(tmp, path)
 
     @classmethod
@@ -439,12 +442,22 @@ class Tokenizer(nn.Module):
         return save_pretrained(self, directory, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **kwargs: Any) -> "Tokenizer":
-        from .loading import load
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
+                        **kwargs: Any) -> "Tokenizer":
+        """A folder written by `save_pretrained`, a registered name, or a hub repo ``user/repo`` (as in other
+        Hugging Face libraries: `revision` is a branch, tag or commit; `cache_dir` and `token` go to
+        huggingface_hub). Other keywords go to `zoo.load` (``device``, ``dtype``, ``checkpoint``, ...)."""
+        from .loading import load, load_hub_repo, names_hub_repo
 
-        model = load(directory, **kwargs)
+        if names_hub_repo(name_or_path):
+            model = load_hub_repo(str(name_or_path), revision=revision, cache_dir=cache_dir, token=token, **kwargs)
+        else:
+            if revision is not None:
+                raise InputError(f"revision= goes with a hub repo 'user/repo', not with {str(name_or_path)!r}")
+            model = load(name_or_path, **kwargs)
         if not isinstance(model, cls):
-            raise CheckpointError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}")
+            raise CheckpointError(f"{name_or_path} holds a {type(model).__name__}, not a {cls.__name__}")
         return model
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> dict[str, str]:

@@ -33,6 +33,14 @@ _METRIC_TYPES = {"rfid": ("fid", "image-to-image", "Image reconstruction"),
                  "lpips": ("lpips", "image-to-image", "Image reconstruction"),
                  "is": ("inception_score", "unconditional-image-generation", "Image generation")}
 _DATASETS = {"imagenet": "ILSVRC/imagenet-1k", "coco": "detection-datasets/coco"}
+# The hub datasets the released models were trained on (front matter `datasets`), by registered name; models
+# trained on sets without a hub id (ImageNet-100, scikit-image photos) list none. An entry's
+# ``extra["datasets"]`` or `card_info(datasets=...)` overrides this.
+_TRAINED_ON: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"-in100$", ()),
+    (r"^(titok|onedpiece|imagefolder|maskgit-vqgan|alit)-?", ("ILSVRC/imagenet-1k",)),
+    (r"^unitok", ("mlfoundations/datacomp_1b",)),
+)
 
 
 def read_eval_report(path: str | os.PathLike, model: str | None = None) -> tuple[list[Metric], str]:
@@ -116,12 +124,28 @@ def _layout_text(spec: Mapping[str, Any]) -> str:
     return "1-D sequence"
 
 
+def training_datasets(entry: ModelEntry | None) -> list[str]:
+    """Hub ids of the datasets a registered model was trained on (see _TRAINED_ON)."""
+    if entry is None:
+        return []
+    if entry.extra.get("datasets") is not None:
+        return list(entry.extra["datasets"])
+    for pattern, ids in _TRAINED_ON:
+        if re.search(pattern, entry.name):
+            return list(ids)
+    return []
+
+
 def card_info(model: Any, entry: ModelEntry | None = None, measured: Sequence[Metric] = (),
-              measured_source: str = "", repo_id: str | None = None, recipe: str | None = None) -> dict[str, Any]:
+              measured_source: str = "", repo_id: str | None = None, recipe: str | None = None,
+              base_model: str | None = None, datasets: Sequence[str] | None = None) -> dict[str, Any]:
     """Everything a card shows, as plain data.
 
     model: a `Tokenizer` (may live on the meta device: only its config, spec and parameter count are read).
     entry: the registered entry (published metrics, license, citation), when the model has one.
+    base_model: the hub repo these weights come from (front matter ``base_model``); default: the official repo
+        of an entry whose weights are a converted official checkpoint.
+    datasets: hub ids of the training data (front matter ``datasets``); default: `training_datasets(entry)`.
     """
     from .config import config_to_dict
     from .registry import get_family
@@ -152,6 +176,9 @@ def card_info(model: Any, entry: ModelEntry | None = None, measured: Sequence[Me
         "license": entry.license if entry else "", "citation": entry.citation if entry else "",
         "paper": entry.paper if entry else "", "tags": list(entry.tags) if entry else [],
         "load_id": f"hf://{repo_id}" if repo_id else name,
+        "base_model": base_model or (entry.hub_repo if entry is not None and entry.checkpoint_format == "official"
+                                     and entry.hub_repo != repo_id else None),
+        "datasets": list(datasets) if datasets is not None else training_datasets(entry),
     }
 
 
@@ -197,6 +224,7 @@ def card_data(info: Mapping[str, Any]):
     results = _eval_results(info)
     license_ = info["license"] or None
     return ModelCardData(library_name=LIBRARY_NAME, tags=tags, license=license_, pipeline_tag="image-to-image",
+                         base_model=info.get("base_model") or None, datasets=info.get("datasets") or None,
                          model_name=info["name"] if results else None, eval_results=results or None)
 
 

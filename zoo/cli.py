@@ -34,11 +34,9 @@ def _load(args: argparse.Namespace):
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool = True):
-    if not enabled or total <= 1:
-        return iterable
-    from tqdm.auto import tqdm
+    from .progress import progress
 
-    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr)
+    return progress(iterable, total=total, desc=desc, unit="batch", quiet=not enabled)
 
 
 def _batches(items: Sequence[Any], size: int):
@@ -76,6 +74,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .registry import get_entry, list_models
 
     names = list_models(args.pattern, args.family)
+    if not names and (args.pattern or args.family):
+        what = " and ".join(x for x in (args.pattern and f"pattern {args.pattern!r}",
+                                         args.family and f"family {args.family!r}") if x)
+        raise InputError(f"no registered model matches {what}; `zoo list` shows all {len(list_models())} "
+                         "(patterns are shell-style: 'onedpiece-*')")
     if args.json:
         print(json.dumps([_entry_summary(get_entry(n)) for n in names], indent=2))
         return 0
@@ -97,6 +100,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .config import config_from_dict, config_to_dict
     from .registry import get_entry, get_family
 
+    if Path(args.model).is_dir():
+        return _info_folder(Path(args.model), args.json)
     e = get_entry(args.model)
     fam = get_family(e.family)
     config = config_from_dict(fam.config_cls, dict(e.config))
@@ -113,12 +118,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     where = f"hf://{e.hub_repo}/{e.hub_file}" if e.hub_repo else (e.url or "packaged with zoo")
     print(f"  weights:     {where}")
     print(f"  parameters:  {n_params:,}")
-    spec = model.spec.as_dict()
-    tokens = spec["max_tokens"] if spec["min_tokens"] == spec["max_tokens"] else f"{spec['min_tokens']}..{spec['max_tokens']}"
-    print(f"  input:       {spec['image_size']}x{spec['image_size']} RGB in [0, 1]")
-    print(f"  tokens:      {tokens} ({spec['token_layout']}), {spec['groups']} group(s), codebooks "
-          f"{spec['codebook_sizes']}, {spec['bits_per_token']} bits/token, "
-          f"{spec['bytes_per_image_at_max']:g} bytes/image at most")
+    _print_spec(model.spec.as_dict())
     for m in e.metrics:
         print(f"  {m.name}: {m.value:g} on {m.dataset}" + (f" [{m.protocol}]" if m.protocol else "")
               + (f" ({m.source})" if m.source else ""))
@@ -132,6 +132,45 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  license:     {e.license or 'unknown'}   paper: {e.paper}")
     print(f"  config:      {json.dumps(config_to_dict(config))}")
     return 0
+
+
+def _info_folder(directory: Path, as_json: bool) -> int:
+    """`zoo info FOLDER`: a saved model's family, config, size and token layout (read from config.json; the
+    weights are not loaded)."""
+    import torch
+
+    from .config import config_from_dict, config_to_dict
+    from .loading import read_folder_config
+    from .registry import get_family
+
+    meta = read_folder_config(directory)
+    fam = get_family(meta["family"])
+    config = config_from_dict(fam.config_cls, meta["config"], where=f"{directory}/config.json")
+    with torch.device("meta"):
+        model = fam.tokenizer_cls(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    spec = model.spec.as_dict()
+    info = {"folder": str(directory), "name": meta.get("name"), "family": meta["family"],
+            "zoo_version": meta.get("zoo_version"), "source": meta.get("source"), "parameters": n_params,
+            "spec": spec, "config": config_to_dict(config)}
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{directory}  (family {meta['family']}: {fam.description}; saved by zoo {meta.get('zoo_version')})")
+    if meta.get("name"):
+        print(f"  name:        {meta['name']}")
+    print(f"  parameters:  {n_params:,}")
+    _print_spec(spec)
+    print(f"  config:      {json.dumps(config_to_dict(config))}")
+    return 0
+
+
+def _print_spec(spec: dict[str, Any]) -> None:
+    tokens = spec["max_tokens"] if spec["min_tokens"] == spec["max_tokens"] else f"{spec['min_tokens']}..{spec['max_tokens']}"
+    print(f"  input:       {spec['image_size']}x{spec['image_size']} RGB in [0, 1]")
+    print(f"  tokens:      {tokens} ({spec['token_layout']}), {spec['groups']} group(s), codebooks "
+          f"{spec['codebook_sizes']}, {spec['bits_per_token']} bits/token, "
+          f"{spec['bytes_per_image_at_max']:g} bytes/image at most")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -166,9 +205,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .api import Codes
+    from .files import prepare_output_file
     from .images import list_image_files
 
     files = list_image_files(args.images)
+    prepare_output_file(args.output)
     tok = _load(args)
     budget = _parse_tokens(args.tokens)
     if budget and len(budget) != 1:
@@ -226,12 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'onedpiece-*'")
     p.add_argument("--family", help="only this family")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the entries as JSON")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="show a model's entry, size, token layout and published metrics")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("model", help="registered name, or a folder written by save_pretrained / zoo convert / zoo train")
+    p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_info)
 
     def common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
@@ -244,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconstruct", help="encode and decode images; write PNGs, a comparison grid, PSNR")
     p.add_argument("images", nargs="+", help="image files or folders")
     common(p)
-    p.add_argument("-o", "--output", default="reconstructions")
+    p.add_argument("-o", "--output", default="reconstructions",
+                   help="folder for the PNGs and grid.png (created; default: reconstructions)")
     p.add_argument("--tokens", help="token budgets, e.g. 8,32,256 (variable-length models): one grid column each")
     p.add_argument("--crop", default="center", choices=["center", "adm", "none"])
     p.set_defaults(func=cmd_reconstruct)
@@ -252,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="images -> a codes file (safetensors)")
     p.add_argument("images", nargs="+")
     common(p)
-    p.add_argument("-o", "--output", default="codes.safetensors")
+    p.add_argument("-o", "--output", default="codes.safetensors",
+                   help="codes file to write (its folder is created), plus NAME.files.txt listing the images")
     p.add_argument("--tokens", help="token budget (variable-length models)")
     p.add_argument("--crop", default="center", choices=["center", "adm", "none"])
     p.set_defaults(func=cmd_encode)
@@ -260,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help="a codes file -> PNG images")
     p.add_argument("codes")
     common(p, model_required=False)
-    p.add_argument("-o", "--output", default="decoded")
+    p.add_argument("-o", "--output", default="decoded", help="folder for the decoded PNGs (created)")
     p.set_defaults(func=cmd_decode)
 
     for module in EXTENSIONS:
@@ -269,8 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .progress import setup_logging
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(quiet=bool(getattr(args, "quiet", False)))
     if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
         parser.exit(2, "zoo: error: --batch-size must be at least 1\n")
     try:

@@ -44,3 +44,7 @@ def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     near = closest(name, candidates)
     return f" Did you mean: {', '.join(near)}?" if near else ""
+
+
+class MissingExtraError(ZooError, ImportError):
+    """An optional dependency that is not installed; the message names the extra that brings it."""

@@ -21,11 +21,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
-from urllib.parse import urlparse
 
 from .errors import CheckpointError, InputError, OfflineError
 from .registry import ModelEntry
@@ -51,70 +49,74 @@ def _endpoint(endpoint: str | None = None) -> str:
     return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
-def hub_reachable(timeout: float = 2.0, endpoint: str | None = None) -> bool:
-    """True when the hub endpoint accepts a TCP connection (checked once, quickly, instead of 20 s of retries)."""
-    if _offline():
-        return False
-    url = urlparse(_endpoint(endpoint))
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def fetch_official(entry: ModelEntry, cache_dir: str | os.PathLike | None = None,
                    endpoint: str | None = None) -> Path:
     """Local path of a named model's official checkpoint, downloaded through the HF cache when needed."""
+    by_hand = (f"zoo.load({entry.name!r}, checkpoint=PATH) in Python, or `--checkpoint PATH` on the command line")
     if entry.hub_repo is None or entry.hub_file is None:
         where = f" from {entry.url}" if entry.url else ""
-        raise OfflineError(
-            f"{entry.name} is not on the Hugging Face Hub: download its checkpoint{where} and pass it with "
-            f"zoo.load({entry.name!r}, checkpoint=PATH) (or `--checkpoint PATH` on the command line)"
-        )
+        raise OfflineError(f"{entry.name} is not on the Hugging Face Hub: download its checkpoint{where} and pass it "
+                           f"with {by_hand}")
     return hf_file(entry.hub_repo, entry.hub_file, entry.hub_revision, what=entry.name, cache_dir=cache_dir,
-                   endpoint=endpoint)
+                   endpoint=endpoint, by_hand=f"or pass a copy of the file with {by_hand}")
 
 
 def hf_file(repo_id: str, filename: str, revision: str | None = None, what: str | None = None,
-            cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> Path:
-    """`hf_hub_download` with one clear error when the file is neither cached nor reachable."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+            cache_dir: str | os.PathLike | None = None, endpoint: str | None = None, token: str | bool | None = None,
+            by_hand: str = "") -> Path:
+    """`hf_hub_download` with one clear error when the file is neither cached nor downloadable.
+
+    Whether the hub is used is huggingface_hub's own decision: ``HF_HUB_OFFLINE=1`` reads the cache only; online,
+    a hub that cannot be reached (no route, proxy refusal: huggingface_hub honours ``HTTPS_PROXY``) falls back to
+    the cache, and a file in neither place raises `OfflineError` naming the file and how to provide it.
+    """
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
     label = what or repo_id
-    if not hub_reachable(endpoint=endpoint):
-        cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
-        if isinstance(cached, str):
-            return Path(cached)
-        raise OfflineError(_offline_message(repo_id, filename, revision, label))
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
                                     endpoint=_endpoint(endpoint), library_name="visual-tokenizer-zoo"))
     except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
-        raise OfflineError(_offline_message(repo_id, filename, revision, label)) from None
+        raise OfflineError(_offline_message(repo_id, filename, revision, label, endpoint, by_hand)) from None
     except RevisionNotFoundError:
         raise InputError(f"{label}: revision {revision!r} does not exist in hub repo {repo_id} (a branch, tag or "
-                         "commit sha; `huggingface-cli repo-info` or the repo's page lists them)") from None
+                         "commit sha; `hf repo-info` or the repo's page lists them)") from None
     except (RemoteEntryNotFoundError, EntryNotFoundError):
         raise InputError(f"{label}: hub repo {repo_id} has no file {filename!r}"
                          + (f" at revision {revision}" if revision else "")
                          + " (is it a visual-tokenizer-zoo folder? it needs config.json + model.safetensors)") from None
     except RepositoryNotFoundError:
         raise InputError(f"{label}: hub repo {repo_id!r} does not exist (or is private: log in first)") from None
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise OfflineError(_offline_message(repo_id, filename, revision, label, endpoint, by_hand)) from None
+        raise
 
 
-def _offline_message(repo_id: str, filename: str, revision: str | None, label: str) -> str:
+def _is_connection_error(exc: BaseException) -> bool:
+    """A network failure (no route, refused, timed out, proxy) as raised by huggingface_hub's HTTP backend."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in (
+                "ConnectError", "ConnectTimeout", "ProxyError", "ReadTimeout", "OfflineModeIsEnabled"):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _offline_message(repo_id: str, filename: str, revision: str | None, label: str, endpoint: str | None,
+                     by_hand: str) -> str:
     from huggingface_hub import constants
 
     rev = f" --revision {revision}" if revision else ""
     at = f" at revision {revision}" if revision else ""
+    why = ("huggingface_hub is offline (HF_HUB_OFFLINE is set)" if _offline()
+           else f"the hub at {_endpoint(endpoint)} cannot be reached")
     return (f"{label} needs {filename!r} from the hub repo {repo_id}{at}, which is not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}) and the hub cannot be reached (offline). On a machine with network run "
-            f"`huggingface-cli download {repo_id} {filename}{rev}` and copy the cache, or pass the file with "
-            f"checkpoint=PATH.")
+            f"({constants.HF_HUB_CACHE}) and {why}. On a machine with network run "
+            f"`hf download {repo_id} {filename}{rev}` and copy the cache" + (f", {by_hand}" if by_hand else "") + ".")
 
 
 def parse_hub_id(target: str) -> tuple[str, str | None]:
@@ -210,7 +212,8 @@ def _write_stamp(path: Path, expected: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Pull: hf://user/repo[@revision]
 # ---------------------------------------------------------------------------------------------------------------
-def load_from_hub(target: str, cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> Any:
+def load_from_hub(target: str, cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
+                  token: str | bool | None = None) -> Any:
     """Load one of our folders (config.json + model.safetensors) from the hub: ``user/repo[@revision]``.
 
     The revision (branch, tag or commit sha) is pinned: both files come from the same commit. Offline, both
@@ -220,8 +223,9 @@ def load_from_hub(target: str, cache_dir: str | os.PathLike | None = None, endpo
 
     repo_id, revision = parse_hub_id(target)
     what = f"hf://{target}"
-    config = hf_file(repo_id, CONFIG_NAME, revision, what=what, cache_dir=cache_dir, endpoint=endpoint)
-    weights = hf_file(repo_id, WEIGHTS_NAME, revision, what=what, cache_dir=cache_dir, endpoint=endpoint)
+    config = hf_file(repo_id, CONFIG_NAME, revision, what=what, cache_dir=cache_dir, endpoint=endpoint, token=token)
+    weights = hf_file(repo_id, WEIGHTS_NAME, revision, what=what, cache_dir=cache_dir, endpoint=endpoint,
+                      token=token)
     if config.parent != weights.parent:
         raise CheckpointError(f"{repo_id}: config and weights resolved to different snapshots "
                               f"({config.parent.name} and {weights.parent.name}); pin a revision with @sha")
@@ -234,40 +238,60 @@ def load_from_hub(target: str, cache_dir: str | os.PathLike | None = None, endpo
 def push_to_hub(model: "Tokenizer", repo_id: str, *, commit_message: str | None = None, private: bool = False,
                 token: str | None = None, endpoint: str | None = None, branch: str | None = None,
                 tag: str | None = None, eval_report: str | os.PathLike | None = None,
-                entry: ModelEntry | None = None, recipe: str | None = None) -> dict[str, str]:
+                entry: ModelEntry | None = None, recipe: str | None = None, base_model: str | None = None,
+                datasets: list[str] | None = None) -> dict[str, str]:
     """Push `model` as ``config.json`` + ``model.safetensors`` + ``README.md`` (its model card) in one commit.
 
     entry: the registered entry whose published metrics, license and citation go into the card (default: the
         entry named ``model.name``, if any). eval_report: a ``zoo eval`` report.json (or a JSON list of
         {metric, value, dataset, protocol}) whose numbers go into the card as measured. tag: also tag the commit
-        (e.g. ``v1``) so that ``hf://repo@v1`` pins it. Returns {"repo_id", "commit", "url", "revision"}.
+        (e.g. ``v1``) so that ``hf://repo@v1`` pins it. base_model / datasets: the card's front matter (hub ids;
+        defaults from the entry, see `zoo.cards.card_info`). Returns {"repo_id", "commit", "url", "revision"}.
     """
-    from huggingface_hub import HfApi
-
     from .cards import card_info, read_eval_report, render_card
     from .registry import _MODELS
 
     parse_hub_id(repo_id)
     if _offline():
         raise OfflineError(f"cannot push to {repo_id}: huggingface_hub is offline (HF_HUB_OFFLINE is set)")
-    if not hub_reachable(endpoint=endpoint):
-        raise OfflineError(f"cannot push to {repo_id}: the hub at {_endpoint(endpoint)} cannot be reached")
     if entry is None and model.name:
         entry = _MODELS.get(model.name)
     measured, source = (read_eval_report(eval_report, model.name or model.family) if eval_report is not None
                         else ([], ""))
-    card = render_card(card_info(model, entry, measured, source, repo_id=repo_id, recipe=recipe))
-    api = HfApi(endpoint=_endpoint(endpoint), token=token, library_name="visual-tokenizer-zoo")
+    card = render_card(card_info(model, entry, measured, source, repo_id=repo_id, recipe=recipe,
+                                 base_model=base_model, datasets=datasets))
     with tempfile.TemporaryDirectory(prefix="zoo-push-") as tmp:
         write_folder(model, tmp, stamp=False)
         card.save(str(Path(tmp) / CARD_NAME))
+        return upload_folder(tmp, repo_id, what=f"{model.name or model.family} tokenizer",
+                             commit_message=commit_message, private=private, token=token, endpoint=endpoint,
+                             branch=branch, tag=tag)
+
+
+def upload_folder(folder: str | os.PathLike, repo_id: str, *, what: str, commit_message: str | None = None,
+                  private: bool = False, token: str | None = None, endpoint: str | None = None,
+                  branch: str | None = None, tag: str | None = None) -> dict[str, str]:
+    """Upload every file of `folder` to `repo_id` in one commit (creating the repo), optionally tag it.
+
+    Returns {"repo_id", "commit", "url", "revision"}; a hub that cannot be reached raises `OfflineError`.
+    """
+    from huggingface_hub import HfApi
+
+    if _offline():
+        raise OfflineError(f"cannot push to {repo_id}: huggingface_hub is offline (HF_HUB_OFFLINE is set)")
+    api = HfApi(endpoint=_endpoint(endpoint), token=token, library_name="visual-tokenizer-zoo")
+    try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, revision=branch,
-                                 commit_message=commit_message or f"Upload {model.name or model.family} tokenizer "
-                                                                  "with visual-tokenizer-zoo")
-    commit = info.oid
-    if tag:
-        api.create_tag(repo_id, tag=tag, revision=commit)
+        info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=branch,
+                                 commit_message=commit_message or f"Upload {what} with visual-tokenizer-zoo")
+        commit = info.oid
+        if tag:
+            api.create_tag(repo_id, tag=tag, revision=commit)
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise OfflineError(f"cannot push to {repo_id}: the hub at {_endpoint(endpoint)} cannot be reached "
+                               f"({type(exc).__name__})") from None
+        raise
     return {"repo_id": repo_id, "commit": commit, "url": str(info.commit_url), "revision": tag or branch or "main"}
 
 

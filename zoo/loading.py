@@ -100,17 +100,17 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     """
     target = str(name_or_path)
     if target.startswith("hf://"):
-        from .hub import load_from_hub
-
-        return _place(load_from_hub(target[5:]), device, dtype)
+        return load_hub_repo(target, device=device, dtype=dtype)
     path = Path(target)
     if path.is_dir():
         if checkpoint is not None:
-            raise InputError("checkpoint= goes with a registered model name, not with a folder")
+            raise InputError("checkpoint= (--checkpoint on the command line) goes with a registered model name, not "
+                             "with a folder")
         return _place(load_folder(path), device, dtype)
     if path.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt") and path.exists():
-        raise InputError(f"{path} is a checkpoint file: pass it as checkpoint= with the model name it belongs to, "
-                         "e.g. zoo.load('onedpiece-s-256', checkpoint=...), or use zoo.from_official(family, file)")
+        raise InputError(f"{path} is a checkpoint file: pass it as checkpoint= with the model name it belongs to "
+                         "(zoo.load('onedpiece-s-256', checkpoint=...) in Python, `-m onedpiece-s-256 --checkpoint "
+                         "FILE` on the command line), or use zoo.from_official(family, file)")
     entry = get_entry(target)
     spec = get_family(entry.family)
     config = config_from_dict(spec.config_cls, {**entry.config, **overrides}, where=f"{entry.name} config")
@@ -134,6 +134,32 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     return model
 
 
+def names_hub_repo(name_or_path: str | os.PathLike) -> bool:
+    """True for ``hf://...`` and for ``user/repo`` that is neither an existing path nor a registered name."""
+    import re
+
+    from .registry import list_models
+
+    text = str(name_or_path)
+    if text.startswith("hf://"):
+        return True
+    return (re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?", text) is not None
+            and not Path(text.partition("@")[0]).exists() and text not in list_models())
+
+
+def load_hub_repo(repo: str, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                  token: str | bool | None = None, device: Any = None, dtype: Any = None) -> Tokenizer:
+    """One of our folders from the hub: ``user/repo`` (or ``hf://user/repo[@revision]``) at `revision`."""
+    from .hub import load_from_hub
+
+    target = repo[5:] if repo.startswith("hf://") else repo
+    if revision is not None:
+        if "@" in target:
+            raise InputError(f"{repo} already names a revision; do not also pass revision={revision!r}")
+        target = f"{target}@{revision}"
+    return _place(load_from_hub(target, cache_dir=cache_dir, token=token), device, dtype)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Our own folder layout: config.json + model.safetensors
 # ---------------------------------------------------------------------------------------------------------------
@@ -142,6 +168,7 @@ def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mappi
     from safetensors.torch import save_model
 
     from . import __version__
+    from .files import normal_mode
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -149,6 +176,7 @@ def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mappi
             "config": config_to_dict(model.config), **(extra or {})}
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_model(model, str(tmp), metadata={"format": FORMAT, "family": model.family})
+    normal_mode(tmp)
     os.replace(tmp, directory / WEIGHTS_NAME)
     tmp = directory / (CONFIG_NAME + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

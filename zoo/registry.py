@@ -115,8 +115,10 @@ def list_families() -> list[str]:
 def get_entry(name: str) -> ModelEntry:
     _load_builtins()
     if name not in _MODELS:
+        hub = (f"; for a folder pushed to the hub, use hf://{name} (or Tokenizer.from_pretrained({name!r}))"
+               if name.count("/") == 1 and not name.startswith(("/", ".")) else "")
         raise UnknownModelError(f"unknown model {name!r}.{did_you_mean(name, _MODELS)} "
-                                "(`zoo list` shows every registered name)")
+                                f"(`zoo list` shows every registered name{hub})")
     return _MODELS[name]
 
 

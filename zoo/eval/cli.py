@@ -6,6 +6,7 @@ Multi-process: ``torchrun --nproc_per_node N -m zoo.cli eval ...`` (CPU: ``ACCEL
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "eval" / "suites"
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +22,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Evaluate tokenizers with the reference protocol (docs/eval.md).")
     p.add_argument("-m", "--model", required=True, help="NAME[,NAME...]: registered names or saved folders")
     p.add_argument("--data", nargs="+", help="folder(s), list.txt, shard-{000..009}.tar, hf:NAME[:SPLIT]")
-    p.add_argument("--suite", help="a suite YAML (eval/suites/NAME.yaml or a path) giving defaults")
-    p.add_argument("--metrics", help="comma list of rfid,psnr,ssim,lpips,usage (default: all)")
+    p.add_argument("--suite", help="a shipped suite (imagenet-val-50k, kodak, rate-distortion) or a suite YAML path giving defaults")
+    p.add_argument("--metrics", help="comma list of rfid,psnr,ssim,lpips,usage (default: all that can run here; "
+                   "rFID and LPIPS need their weights files, see docs/eval.md; the report says what was skipped)")
     p.add_argument("--tokens", help="token budgets, e.g. 32,64,128 (variable-length models): one row each")
-    p.add_argument("-o", "--output", default="report", help="report folder")
+    p.add_argument("-o", "--output", default="report", help="report folder: report.json, report.md, samples.png, rd.png (created; default: report)")
     p.add_argument("--checkpoint", help="official checkpoint file (one registered name only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int)
@@ -44,12 +46,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def load_suite(name: str) -> dict[str, Any]:
     import yaml
 
-    path = Path(name)
-    if not path.is_file():
-        path = SUITES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-        raise InputError(f"no suite {name!r}; known: {', '.join(known)} (or give a YAML path)")
+    from ..resources import suite_path
+
+    path = suite_path(name)
     data = yaml.safe_load(path.read_text()) or {}
     allowed = {"name", "description", "data", "metrics", "tokens", "crop", "batch_size", "limit", "baselines",
                "on_error", "ref_stats", "lpips_net"}
@@ -82,6 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = args.data or _split(suite.get("data"))
     if not data:
         raise InputError("no data: pass --data PATH (or a --suite that names its data)")
+    # metrics named on the command line must run; the default set (or a suite's) runs what it can here
     metrics = _split(pick("metrics", ",".join(ALL_METRICS)))
     tokens_text = pick("tokens", None)
     tokens = _parse_tokens(",".join(_split(tokens_text))) if tokens_text is not None else [None]
@@ -93,6 +93,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         lpips_net=pick("lpips_net", "alex"), lpips_weights=args.lpips_weights, progress=not args.quiet)
     evaluator = Evaluator(data, config)
+    skipped = _unavailable_metrics(evaluator, metrics, explicit=args.metrics is not None)
+    if skipped:
+        config.metrics = tuple(m for m in metrics if m not in skipped)
+        for metric, why in skipped.items():
+            log.warning("not measuring %s: %s", metric, why)
     names = _split(args.model)
     if args.checkpoint and len(names) > 1:
         raise InputError("--checkpoint goes with one model")
@@ -102,7 +107,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     for name in names:
         model = load(name, checkpoint=args.checkpoint, device=device)
-        for k in tokens:
+        for k in _budgets_for(model, tokens, explicit=args.tokens is not None):
             results.append(evaluator.run(model, num_tokens=k))
             _echo(results[-1], rank, args.quiet)
     codecs = _split(pick("baselines", None))
@@ -112,11 +117,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
             _echo(results[-1], rank, args.quiet)
     if rank == 0:
         meta = {"data": evaluator.spec.describe() if evaluator.spec.kind != "files" else " ".join(data),
-                "suite": suite.get("name"), "processes": world, "command": "zoo eval " + " ".join(sys.argv[2:])}
+                "suite": suite.get("name"), "processes": world, "command": "zoo eval " + " ".join(sys.argv[2:]),
+                "skipped_metrics": skipped}
         written = write_report(results, args.output, meta)
         print(f"wrote {written['md']} and {written['json']}")
     _finish_distributed()
     return 0
+
+
+def _budgets_for(model: Any, tokens: list, explicit: bool) -> list:
+    """The token budgets to evaluate `model` at. Budgets named with --tokens are used as given (a model that cannot
+    take one says so); a suite's budgets apply to the models that can take them, and a fixed-length model is
+    evaluated once at its own length."""
+    spec = model.spec
+    if explicit or tokens == [None]:
+        return tokens
+    fits = [k for k in tokens if k == "auto" or (spec.variable_length and spec.min_tokens <= k <= spec.max_tokens)]
+    name = model.name or spec.family
+    if not fits:
+        log.info("%s has a fixed length: evaluated once at its %d tokens (the suite's budgets %s are for "
+                 "variable-length models)", name, spec.max_tokens, tokens)
+    elif fits != tokens:
+        log.info("%s: evaluated at %s tokens, the suite's budgets it can take (of %s)", name,
+                 ",".join(map(str, fits)), tokens)
+    return fits or [None]
+
+
+def _unavailable_metrics(evaluator: Any, metrics: list[str], explicit: bool) -> dict[str, str]:
+    """Metrics that need weights or packages that are not here ({metric: why}), found before any image is read.
+
+    Metrics the user asked for by name must run: the first that cannot raises its own error (which names the
+    file or the extra). The default set runs what it can and reports the rest.
+    """
+    from ..errors import MissingExtraError, OfflineError
+
+    needs = {"rfid": lambda: evaluator.extractor, "lpips": lambda: evaluator.lpips}
+    skipped: dict[str, str] = {}
+    for metric in metrics:
+        if metric not in needs:
+            continue
+        try:
+            needs[metric]()
+        except (OfflineError, MissingExtraError) as exc:
+            if explicit:
+                raise
+            skipped[metric] = str(exc)
+    if skipped and not set(metrics) - set(skipped):
+        raise InputError("none of the metrics can run here: " + "; ".join(f"{m}: {w}" for m, w in skipped.items()))
+    return skipped
 
 
 def _echo(r: dict, rank: int, quiet: bool) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import glob
 import io
-import os
+import logging
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -22,24 +22,33 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import InputError
 from ..images import IMAGE_SUFFIXES, list_image_files, prepare, to_tensor, to_uint8
+from ..shards import existing_and_missing, share
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the images are. kind: "files" (folders / lists of files), "tar" (shards) or "hf" (datasets)."""
+    """Where the images are. kind: "files" (folders / lists of files), "tar" (shards) or "hf" (datasets).
+
+    missing: names of a shard range (``{000..009}``) that are not on disk (reported, not read).
+    """
 
     kind: str
     items: tuple[str, ...]
     split: str = "validation"
     column: str | None = None
+    missing: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"{self.kind}:{','.join(self.items)}" + (f"[{self.split}]" if self.kind == "hf" else "")
 
 
 def parse_data(paths: str | Sequence[str]) -> DataSpec:
-    """``folder/``, ``list.txt`` (one path a line), ``shards-{000..009}.tar`` / ``*.tar`` globs, ``hf:NAME[:SPLIT]``
-    or a folder written by ``datasets.save_to_disk`` -> a `DataSpec`."""
+    """``folder/``, ``list.txt`` (one path a line), ``shards-{000..009}.tar`` (exactly those names: brace ranges
+    are expanded, not globbed) or ``*.tar`` globs, ``hf:NAME[:SPLIT]`` or a folder written by
+    ``datasets.save_to_disk`` -> a `DataSpec`. Shards of a range that are not on disk are named in a warning and
+    in `DataSpec.missing`; none at all is an error."""
     if isinstance(paths, str):
         paths = [paths]
     paths = [str(p) for p in paths]
@@ -52,16 +61,25 @@ def parse_data(paths: str | Sequence[str]) -> DataSpec:
             len(paths) == 1 and Path(paths[0]).is_dir() and (Path(paths[0]) / "dataset_dict.json").exists():
         return DataSpec("hf", (paths[0],), "validation")
     expanded: list[str] = []
+    missing: list[str] = []
     for p in paths:
-        matches = sorted(glob.glob(_braces_to_glob(p))) if any(c in p for c in "*?[{") else [p]
+        if "{" in p:
+            found, absent = existing_and_missing([p])
+            missing.extend(absent)
+            matches = found
+        else:
+            matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else [p]
         if not matches:
-            raise InputError(f"no files match {p}")
+            raise InputError(f"no files match {p}" + (f" (none of {len(missing)} names exists)" if missing else ""))
         expanded.extend(matches)
     if all(p.endswith(".tar") for p in expanded):
         for p in expanded:
             if not Path(p).is_file():
                 raise InputError(f"tar shard not found: {p}")
-        return DataSpec("tar", tuple(expanded))
+        if missing:
+            log.warning("%d shard(s) of the pattern are not on disk and are skipped: %s", len(missing),
+                        ", ".join(missing))
+        return DataSpec("tar", tuple(expanded), missing=tuple(missing))
     files: list[str] = []
     for p in expanded:
         if p.endswith(".txt") and Path(p).is_file():
@@ -75,16 +93,6 @@ def parse_data(paths: str | Sequence[str]) -> DataSpec:
     if not files:
         raise InputError("no image files found in " + ", ".join(paths))
     return DataSpec("files", tuple(files))
-
-
-def _braces_to_glob(p: str) -> str:
-    """``a-{000..009}.tar`` -> ``a-[0-9][0-9][0-9].tar`` (webdataset brace ranges of equal width)."""
-    import re
-
-    def repl(m: re.Match) -> str:
-        return "[0-9]" * len(m.group(1))
-
-    return re.sub(r"\{(\d+)\.\.(\d+)\}", repl, p)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -101,30 +109,35 @@ class ImageStream(IterableDataset):
         self.spec, self.size, self.crop, self.on_error = spec, size, crop, on_error
         self.rank, self.world, self.limit = rank, world, limit
 
-    def _raw(self) -> Iterator[tuple[str, Any]]:
-        """(key, path / bytes / PIL image) in a fixed global order."""
+    def _raw(self) -> Iterator[tuple[str, Callable[[], Any]]]:
+        """(key, reader of the path / bytes / PIL image) in a fixed global order; a reader reads only when called."""
         if self.spec.kind == "files":
             for f in self.spec.items:
-                yield f, f
+                yield f, lambda f=f: f
         elif self.spec.kind == "tar":
             for shard in self.spec.items:
-                with tarfile.open(shard) as tar:
-                    for member in tar:
-                        if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
-                            yield f"{shard}/{member.name}", tar.extractfile(member).read()
+                yield from _tar_members(shard)
         else:
-            yield from _hf_items(self.spec)
+            for key, value in _hf_items(self.spec):
+                yield key, lambda value=value: value
 
     def __iter__(self) -> Iterator[tuple[str, Tensor | None]]:
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        for i, (key, raw) in enumerate(self._raw()):
+        slot, slots = self.rank * nw + wid, self.world * nw
+        if self.spec.kind == "tar" and self.limit is None and len(self.spec.items) >= slots:
+            # whole shards per reader: each process / worker opens only its own shards
+            for shard in share(self.spec.items, slot, slots):
+                for key, read in _tar_members(shard):
+                    yield key, self._decode(key, read())
+            return
+        for i, (key, read) in enumerate(self._raw()):
             if self.limit is not None and i >= self.limit:
                 break
             j = i - self.rank
             if j % self.world or (j // self.world) % nw != wid:
                 continue
-            yield key, self._decode(key, raw)
+            yield key, self._decode(key, read())
 
     def _decode(self, key: str, raw: Any) -> Tensor | None:
         try:
@@ -139,6 +152,14 @@ class ImageStream(IterableDataset):
                 raise InputError(f"cannot read image {key}: {exc} (use --on-error skip to skip corrupt images)") \
                     from None
             return None
+
+
+def _tar_members(shard: str) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """(key, reader of the bytes) of every image member of one tar shard, in the archive's order."""
+    with tarfile.open(shard) as tar:
+        for member in tar:
+            if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
+                yield f"{shard}/{member.name}", lambda member=member: tar.extractfile(member).read()
 
 
 def _hf_items(spec: DataSpec) -> Iterator[tuple[str, Any]]:

@@ -53,6 +53,9 @@ class InceptionExtractor(FeatureExtractor):
 
     def __init__(self, weights: str | os.PathLike | None = None) -> None:
         super().__init__()
+        from ..extras import require
+
+        require("torch_fidelity", "rFID (the TF-FID Inception-v3 of torch-fidelity)")
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         found = resolve("inception", weights)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any, Sequence
 import torch
 
 from ..images import make_grid, save_image
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [("model", "model", "{}"), ("num_tokens", "tokens", "{}"), ("images", "N", "{}"),
            ("bits_per_image", "bits/img", "{:.0f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"),
@@ -61,6 +64,8 @@ def markdown(results: Sequence[dict], meta: dict) -> str:
     skipped = max((r.get("skipped", 0) for r in results), default=0)
     if skipped:
         lines += ["", f"{skipped} corrupt or unreadable images were skipped."]
+    for metric, why in (meta.get("skipped_metrics") or {}).items():
+        lines += ["", f"Not measured: {metric} ({why})."]
     proto = next((r["protocol"] for r in results if "protocol" in r), {})
     lines += ["", "## Protocol", ""]
     lines += [f"- **{k}**: {v}" for k, v in proto.items()]
@@ -83,6 +88,11 @@ def rd_plot(results: Sequence[dict], path: Path) -> Path | None:
     points = [r for r in results if r.get("bits_per_image") is not None]
     metrics = [m for m in ("psnr", "ssim", "lpips", "rfid") if any(m in r for r in points)]
     if not points or not metrics:
+        return None
+    from ..extras import available, install_hint
+
+    if not available("matplotlib"):
+        log.warning("rd.png not written: the plot needs matplotlib (%s)", install_hint("matplotlib"))
         return None
     import matplotlib
 

@@ -7,6 +7,7 @@ the extractor's features of the same uint8 crops (TF1-exact resize to 299 for In
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -126,11 +127,14 @@ class Evaluator:
         return loader(self.spec, size, c.batch_size, c.crop, c.on_error, rank, world, c.limit, c.num_workers)
 
     def _progress(self, it, desc: str):
-        if not self.config.progress or dist_info()[0] != 0:
-            return it
-        from tqdm.auto import tqdm
+        from ..progress import progress
 
-        return tqdm(it, desc=desc, unit="batch", total=None, leave=False)
+        rank, world = dist_info()
+        total = None
+        if self.spec.kind == "files":  # known ahead: this process's share of the files, in batches
+            n = len(self.spec.items) if self.config.limit is None else min(self.config.limit, len(self.spec.items))
+            total = math.ceil(math.ceil(n / world) / self.config.batch_size)
+        return progress(it, total=total, desc=desc, unit="batch", quiet=not self.config.progress or rank != 0)
 
     # ---- the real side ----
     def reference(self, size: int) -> ReferenceStats:

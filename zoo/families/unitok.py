@@ -280,7 +280,7 @@ def _openai_templates() -> list[Callable[[str], str]]:
         from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
     except ImportError as exc:
         raise OfflineError(f"the default zero-shot templates come from open_clip, which cannot be imported ({exc}); "
-                           "`pip install open_clip_torch` or pass templates=[...]") from None
+                           "`pip install 'visual-tokenizer-zoo[unitok]'` (or open_clip_torch) or pass templates=[...]") from None
     return list(OPENAI_IMAGENET_TEMPLATES)
 
 

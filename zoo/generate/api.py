@@ -27,6 +27,13 @@ class Generator(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> dict[str, str]:
+        """Push ``config.json`` + ``model.safetensors`` + a model card; ``load_generator("hf://repo")`` pulls it
+        (keywords: see zoo.generate.hub.push_generator)."""
+        from .hub import push_generator
+
+        return push_generator(self, repo_id, **kwargs)
+
     def check_labels(self, labels: Labels) -> Tensor:
         """Labels as int64 ``[B]`` on the model's device; out-of-range labels raise `InputError`."""
         if isinstance(labels, Tensor):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..progress import progress
 
 
 def _classes(text: str) -> list[int]:
@@ -50,10 +50,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                       temperature=args.temperature).items() if v is not None}
     rng_seed = args.seed
     chunks = [labels[i:i + args.batch_size] for i in range(0, n, args.batch_size)]
-    if not args.quiet and len(chunks) > 1:
-        from tqdm.auto import tqdm
-
-        chunks = tqdm(chunks, desc="generate", unit="batch", file=sys.stderr)
+    chunks = progress(chunks, total=len(chunks), desc="generate", unit="batch", quiet=args.quiet)
     images, index = [], 0
     for k, chunk in enumerate(chunks):
         # one seed per batch (seed + batch number): the same command gives the same images for any batch size
@@ -82,8 +79,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from ..train.cli import resolve_recipe_path
     from .train import train_generator
 
-    result = train_generator(resolve_recipe_path(args.recipe), args.set or [], output=args.output,
-                             log=(lambda *a: None) if args.quiet else print)
+    result = train_generator(resolve_recipe_path(args.recipe), args.set or [], output=args.output, quiet=args.quiet)
     print(f"generator: {result.output} (final loss {result.losses[-1]:.4f}); "
           f"sample it with: zoo generate -g {result.output}")
     return 0
@@ -98,17 +94,12 @@ def cmd_eval_generator(args: argparse.Namespace) -> int:
     device = _device(args.device)
     gen = load_generator(args.generator, checkpoint=args.checkpoint, device=device)
     tok = load(args.model or gen.tokenizer, checkpoint=args.tokenizer_checkpoint, device=device)
-    bar = None
-    if not args.quiet:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=args.num, desc="gFID samples", unit="img", file=sys.stderr)
+    bar = progress(total=args.num, desc="gFID samples", unit="img", quiet=args.quiet)
     result = generation_fid(gen, tok, args.ref_stats, num_samples=args.num, seed=args.seed,
                             batch_size=args.batch_size, extractor=args.fid_extractor,
                             inception_weights=args.inception_weights,
-                            progress=(lambda done, total: bar.update(done - bar.n)) if bar else None)
-    if bar:
-        bar.close()
+                            progress=lambda done, total: bar.update(done - bar.n))
+    bar.close()
     text = json.dumps(result, indent=2, default=str) + "\n"
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +124,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: the published setting)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--temperature", type=float, help="sampling temperature (MaskGIT: randomize_temperature)")
-    p.add_argument("-o", "--output", default="samples")
+    p.add_argument("-o", "--output", default="samples",
+                   help="folder for the PNGs, grid.png and samples.json (created; default: samples)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--list", action="store_true", help="list the registered generators")
@@ -155,7 +147,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fid-extractor", default="inception")
     p.add_argument("--inception-weights")
     p.add_argument("--device", default="auto")
-    p.add_argument("-o", "--output", help="write the result as JSON here")
+    p.add_argument("-o", "--output", help="write the result as JSON to this file (its folder is created)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_eval_generator)
 
@@ -163,7 +155,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Pre-tokenize the recipe's images once (code cache), then train a MaskGIT "
                                    "generator on the codes.")
     p.add_argument("recipe", help="recipes/generator/<name>.yaml or generator/<name>")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("-o", "--output")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set tokenizer=default --set train.max_steps=50")
+    p.add_argument("-o", "--output", help="run folder (default: the recipe's output); the generator goes to OUTPUT/generator")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train_generator)

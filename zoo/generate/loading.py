@@ -114,15 +114,21 @@ def from_official(checkpoint: str | os.PathLike | Mapping, config: Any = None, t
 
 def load_generator(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None = None, device: Any = None,
                    dtype: Any = None) -> Generator:
-    """Load a generator: a registered name (``zoo.generate.list_generators()``) or a folder we wrote.
+    """Load a generator: a registered name (``zoo.generate.list_generators()``), a folder we wrote, or one pushed
+    to the hub (``hf://user/repo[@revision]``).
 
     checkpoint: for a registered name, its official file (downloaded by hand); without it the file is resolved
     through the Hugging Face cache (an `OfflineError` says which file to fetch when it is not there).
     """
+    if str(name_or_path).startswith("hf://"):  # a generator folder pushed with push_to_hub
+        from .hub import pull_generator_folder
+
+        return _place(load_folder(pull_generator_folder(str(name_or_path)[5:])), device, dtype)
     path = Path(str(name_or_path))
     if path.is_dir():
         if checkpoint is not None:
-            raise InputError("checkpoint= goes with a registered generator name, not with a folder")
+            raise InputError("checkpoint= (--checkpoint on the command line) goes with a registered generator name, "
+                             "not with a folder")
         return _place(load_folder(path), device, dtype)
     entry = get_generator_entry(str(name_or_path))
     _, config_cls, sampling_cls, official_loader, _ = _family(entry.family)
@@ -131,9 +137,12 @@ def load_generator(name_or_path: str | os.PathLike, checkpoint: str | os.PathLik
     if checkpoint is None:
         from ..hub import hf_file
 
+        by_hand = (f"load_generator({entry.name!r}, checkpoint=PATH) in Python, or `--checkpoint PATH` on the "
+                   "command line")
         if not entry.hub_repo or not entry.hub_file:
-            raise InputError(f"{entry.name} has no hub file: pass checkpoint=PATH")
-        checkpoint = hf_file(entry.hub_repo, entry.hub_file, entry.hub_revision, what=entry.name)
+            raise InputError(f"{entry.name} has no hub file: pass its official file with {by_hand}")
+        checkpoint = hf_file(entry.hub_repo, entry.hub_file, entry.hub_revision, what=entry.name,
+                             by_hand=f"or pass a copy of the file with {by_hand}")
     raw = load_file(checkpoint, _allow(entry.family))
     # the registered config decides the sizes; the official loader converts the keys (what the weights cannot
     # tell, heads or the scale schedule, comes from the registered config) and the strict load checks every shape
@@ -149,6 +158,7 @@ def save_generator(gen: Generator, directory: str | os.PathLike, extra: Mapping[
     from safetensors.torch import save_model
 
     from .. import __version__
+    from ..files import normal_mode
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -157,6 +167,7 @@ def save_generator(gen: Generator, directory: str | os.PathLike, extra: Mapping[
             **(extra or {})}
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_model(gen, str(tmp), metadata={"format": FORMAT})
+    normal_mode(tmp)
     os.replace(tmp, directory / WEIGHTS_NAME)
     tmp = directory / (CONFIG_NAME + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -11,12 +11,13 @@ and does not fit a model trained on codes.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -28,6 +29,8 @@ from .api import MaskGITGenerator
 from .codes_cache import build_code_cache, load_code_cache
 from .loading import save_generator
 from .maskgit import MaskGITConfig, MaskGITSampling, mlm_loss
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,10 +90,15 @@ class GeneratorRecipe:
 
 
 def load_generator_recipe(recipe: str | os.PathLike | Mapping[str, Any],
-                          overrides: Sequence[str] | Mapping[str, Any] = ()) -> GeneratorRecipe:
+                          overrides: Sequence[str] | Mapping[str, Any] = (),
+                          image_size: int | None = None) -> GeneratorRecipe:
+    """Read and validate a generator recipe. image_size: the tokenizer's image size, the crop size when the
+    recipe gives no ``data.crop_size`` (so one recipe serves a 64-pixel tiny tokenizer and the 256-pixel default)."""
     values = read_recipe_file(recipe) if isinstance(recipe, (str, os.PathLike)) else dict(recipe)
     changes = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
     values = deep_merge(values, changes)
+    if image_size is not None and isinstance(values.get("data"), Mapping) and "crop_size" not in values["data"]:
+        values["data"] = {**values["data"], "crop_size": image_size}
     rec = config_from_dict(GeneratorRecipe, values, where="generator recipe")
     if not rec.tokenizer:
         raise ConfigError("generator recipe: `tokenizer` (a registered name or a folder) is required")
@@ -108,14 +116,24 @@ class GeneratorTrainResult:
 
 def train_generator(recipe: str | os.PathLike | Mapping[str, Any] | GeneratorRecipe,
                     overrides: Sequence[str] | Mapping[str, Any] = (), output: str | os.PathLike | None = None,
-                    log=print) -> GeneratorTrainResult:
-    """Pre-tokenize (once), then train; writes the generator folder (`zoo.generate.load_generator(output)`)."""
+                    log: Callable[[str], Any] | None = None, quiet: bool = False) -> GeneratorTrainResult:
+    """Pre-tokenize (once), then train; writes the generator folder (`zoo.generate.load_generator(output)`).
+
+    log: where messages go (default: this module's `logging` logger); step progress follows
+    `zoo.progress.StepReport` (a bar on a terminal, INFO lines otherwise, nothing when `quiet`).
+    """
     from ..loading import load
+    from ..progress import StepReport
+
+    if log is None:
+        log = logger.info
 
     rec = recipe if isinstance(recipe, GeneratorRecipe) else load_generator_recipe(recipe, overrides)
-    out = Path(output or rec.output)
     torch.manual_seed(rec.seed)
     tok = load(rec.tokenizer, checkpoint=rec.tokenizer_checkpoint)
+    if not isinstance(recipe, GeneratorRecipe):  # no data.crop_size in the recipe: the tokenizer's image size
+        rec = load_generator_recipe(recipe, overrides, image_size=tok.spec.image_size)
+    out = Path(output or rec.output)
     kind = rec.generator if rec.generator != "auto" else ("ar" if tok.spec.num_groups > 1 else "maskgit")
     if kind not in ("maskgit", "ar"):
         raise ConfigError(f"generator must be 'maskgit', 'ar' or 'auto', got {rec.generator!r}")
@@ -162,6 +180,7 @@ def train_generator(recipe: str | os.PathLike | Mapping[str, Any] | GeneratorRec
     rng = torch.Generator().manual_seed(rec.seed)
     data = codes.indices
     losses: list[float] = []
+    report = StepReport(total, "train-generator", logger, quiet=quiet)
     for step in range(total):
         idx = torch.randint(0, data.shape[0], (rec.train.batch_size,), generator=rng)
         target, y = data[idx], labels[idx]
@@ -180,9 +199,11 @@ def train_generator(recipe: str | os.PathLike | Mapping[str, Any] | GeneratorRec
         losses.append(float(loss.detach()))
         if (step + 1) % rec.train.log_every == 0 or step + 1 == total:
             recent = losses[-rec.train.log_every:]
-            acc_text = f"  masked acc {float(acc):.3f}" if kind == "maskgit" else ""
-            log(f"step {step + 1}/{total}  loss {sum(recent) / len(recent):.4f}{acc_text}  "
-                f"lr {sched.get_last_lr()[0]:.2e}")
+            values = {"loss": sum(recent) / len(recent)}
+            if kind == "maskgit":
+                values["masked_acc"] = float(acc)
+            report.update(step + 1, {**values, "lr": sched.get_last_lr()[0]})
+    report.close()
     gen.eval()
     save_generator(gen, out / "generator", extra={"recipe": json.loads(json.dumps(asdict(rec), default=str)),
                                                   "class_names": meta.get("class_names")})

@@ -63,7 +63,8 @@ def clip_tokenize(texts: str | Sequence[str], context_length: int = 77) -> Tenso
     except ImportError as exc:
         raise OfflineError(
             f"the CLIP text tokenizer comes from open_clip, which cannot be imported ({exc}). Install it with "
-            "`pip install open_clip_torch` (its BPE vocabulary file ships inside the package, no download at run "
+            "`pip install 'visual-tokenizer-zoo[unitok]'` (or `pip install open_clip_torch`; its BPE vocabulary file "
+            "ships inside the package, no download at run "
             "time), or tokenize elsewhere and pass token ids as an int64 tensor [N, L]."
         ) from None
     except OSError as exc:

@@ -76,7 +76,10 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 def _save_tensors(tensors: Mapping[str, Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
+    from ..files import normal_mode
+
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    normal_mode(path)
 
 
 def _load_tensors(path: Path) -> dict[str, Tensor]:

@@ -8,16 +8,10 @@ from ..errors import ConfigError
 
 
 def resolve_recipe_path(text: str) -> Path:
-    """A YAML path, or ``family/name`` for ``recipes/family/name.yaml`` (here, or in the source checkout)."""
-    path = Path(text)
-    if path.is_file():
-        return path
-    if path.suffix not in (".yaml", ".yml"):
-        for root in (Path.cwd() / "recipes", Path(__file__).resolve().parents[2] / "recipes"):
-            candidate = root / f"{text}.yaml"
-            if candidate.is_file():
-                return candidate
-    return path  # load_recipe names it in its error
+    """A YAML path, or a shipped recipe by name (``family/name``, ``recipes/family/name.yaml``): see zoo.resources."""
+    from ..resources import recipe_path
+
+    return recipe_path(text)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -51,5 +45,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="run folder (default: the recipe's output)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's newest checkpoint")
     p.add_argument("--check", action="store_true", help="validate the recipe (keys, types, data paths) and print it")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; warnings and errors only")
     p.set_defaults(func=cmd_train)

@@ -12,7 +12,6 @@ import fnmatch
 import io
 import itertools
 import json
-import re
 import tarfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, InputError
 from ..images import list_image_files, pil_to_rgb
+from ..shards import expand_braces
 from .recipe import DataConfig
 
 # scikit-image's bundled colour photos (no download needed); grey or synthetic images are left out.
@@ -52,28 +52,13 @@ def skimage_photo_names() -> list[str]:
 
 def skimage_photo(name: str) -> np.ndarray:
     """A bundled scikit-image photo, ``[H, W, 3]`` uint8."""
-    import skimage.data
+    from ..extras import require
 
+    photos = require("skimage.data", f"the photo skimage:{name}")
     if name in ("motorcycle_left", "motorcycle_right"):
-        left, right, _ = skimage.data.stereo_motorcycle()
+        left, right, _ = photos.stereo_motorcycle()
         return left if name.endswith("left") else right
-    return getattr(skimage.data, name)()
-
-
-def expand_braces(pattern: str) -> list[str]:
-    """``a/{000..003}.tar`` -> 4 paths (zero padding kept); ``{a,b}`` alternatives too; no braces -> [pattern]."""
-    m = re.search(r"\{([^{}]+)\}", pattern)
-    if not m:
-        return [pattern]
-    body, head, tail = m.group(1), pattern[:m.start()], pattern[m.end():]
-    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if rng:
-        lo, hi = rng.group(1), rng.group(2)
-        width = len(lo) if lo.startswith("0") else 0
-        options = [str(v).zfill(width) for v in range(int(lo), int(hi) + 1)]
-    else:
-        options = body.split(",")
-    return [p for opt in options for p in expand_braces(head + opt + tail)]
+    return getattr(photos, name)()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,10 +6,14 @@ tensorboard is requested only when importable, and the run says which trackers a
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 from typing import Any, Mapping
+
+from ..progress import StepReport
+
+log = logging.getLogger(__name__)
 
 
 class TrainLogger:
@@ -19,8 +23,11 @@ class TrainLogger:
         self.path = Path(output) / "log.jsonl"
         self.trackers: list[str] = ["jsonl"]
         self._t0 = time.time()
+        self.report: StepReport | None = None
         if not self.main:
             return
+        total = int(config.get("train", {}).get("max_steps", 0)) if isinstance(config, Mapping) else 0
+        self.report = StepReport(total, "train", log, quiet=quiet)
         if accelerator.log_with:  # the trainer asked for tensorboard because it is installed
             accelerator.init_trackers("zoo-train", config=_flat(config))
             if accelerator.trackers:
@@ -30,7 +37,7 @@ class TrainLogger:
 
     def echo(self, text: str) -> None:
         if self.main and not self.quiet:
-            print(f"[zoo train] {text}", file=sys.stderr, flush=True)
+            log.info("%s", text)
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
         if not self.main:
@@ -40,11 +47,12 @@ class TrainLogger:
             fh.write(json.dumps(row) + "\n")
         if "tensorboard" in self.trackers:
             self.accelerator.log(dict(values), step=step)
-        if not self.quiet:
-            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items() if k in _SHOWN)
-            self.echo(f"step {step}: {shown}")
+        if self.report is not None:
+            self.report.update(step, {k: float(v) for k, v in values.items() if k in _SHOWN})
 
     def close(self) -> None:
+        if self.report is not None:
+            self.report.close()
         if "tensorboard" in self.trackers:
             self.accelerator.end_training()
 

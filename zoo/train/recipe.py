@@ -230,14 +230,12 @@ def deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str,
 
 
 def read_recipe_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The recipe `path` names as a dict: a YAML file, or a shipped recipe by name (`zoo.resources.recipe_path`)."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        near = ""
-        if path.parent.is_dir():
-            near = did_you_mean(path.name, [p.name for p in path.parent.glob("*.yaml")])
-        raise ConfigError(f"recipe file not found: {path}.{near}")
+    from ..resources import recipe_path
+
+    path = recipe_path(str(path))
     try:
         values = yaml_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -321,6 +319,9 @@ def check_data_paths(data: DataConfig) -> None:
 
     for i, p in enumerate(data.paths):
         if p.startswith("skimage:"):
+            from ..extras import require
+
+            require("skimage.data", f"recipe.data.paths[{i}] ({p}: scikit-image's bundled photo)")
             name = p.split(":", 1)[1]
             names = skimage_photo_names()
             if name not in names:
