@@ -59,7 +59,10 @@ MARKED: list[tuple[str, str]] = [
     (r"^torchrun --nnodes 2", "needs 2 nodes with 8 GPUs"),
     (r"^ACCELERATE_USE_CPU=yes torchrun",
      "2 CPU processes for the full tiny run; tests/test_train.py runs torchrun with gloo on a short run"),
-    (r"^zoo train recipes/vqgan/default.yaml", "retrains the embedded default model (36 CPU minutes)"),
+    (r"^apt-get install -y plasma-workspace-wallpapers", "installs Debian packages (root, network)"),
+    (r"^zoo train recipes/convfsq/default(_colour)?.yaml",
+     "retrains the embedded default model (about 100 CPU minutes in two stages; tests/test_convfsq.py trains a tiny one)"),
+    (r"^python -m zoo.train.default_model export", "overwrites the package's embedded weights with a run's model"),
     (r"^python -m zoo.train.default_model report", "slow (about a minute): recomputes the default model's report"),
 ]
 

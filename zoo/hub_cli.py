@@ -86,7 +86,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", help="also tag the commit (e.g. v1), so hf://user/repo@v1 pins it")
     p.add_argument("--branch", help="commit on this existing branch instead of main")
     p.add_argument("--message", help="commit message")
-    p.add_argument("--recipe", help="training recipe text for the card (e.g. 'recipes/vqgan/default.yaml, 2 GPUs')")
+    p.add_argument("--recipe", help="training recipe text for the card (e.g. 'recipes/convfsq/default.yaml, 2 CPU threads')")
     p.add_argument("--base-model", help="hub repo the weights come from or were fine-tuned from (card front matter; "
                    "default: the official repo of a converted registered model)")
     p.add_argument("--dataset", action="append", help="hub id of a training dataset (repeatable; card front matter)")
