@@ -29,9 +29,22 @@ def build(family: str, config: Any = None, **overrides: Any) -> Tokenizer:
 
 def _place(model: Tokenizer, device: Any, dtype: Any) -> Tokenizer:
     if dtype is not None and isinstance(dtype, str):
-        dtype = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
-    model = model.to(device=device, dtype=dtype) if (device or dtype) else model
+        names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+        if dtype not in names:
+            raise InputError(f"dtype={dtype!r} is not one of {sorted(names)}")
+        dtype = names[dtype]
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise InputError(f"dtype must be a floating torch.dtype or one of fp32/bf16/fp16, got {dtype!r}")
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise InputError(f"device={device!r} is not a device (cpu, cuda, cuda:1, mps, ...): {exc}") from None
+    try:
+        model = model.to(device=device, dtype=dtype) if (device or dtype) else model
+    except (RuntimeError, AssertionError) as exc:  # e.g. cuda:7 on a machine with one GPU, or no CUDA build
+        raise InputError(f"cannot move the model to {device}: {str(exc).splitlines()[0]}") from None
     return model.eval()
 
 
@@ -99,6 +112,9 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
         converted with the released config. Without it, the official file is resolved through the hub cache.
     """
     target = str(name_or_path)
+    if overrides and (target.startswith("hf://") or Path(target).is_dir()):
+        raise InputError(f"config overrides {sorted(overrides)} only apply to registered names loaded from their "
+                         f"official checkpoint; {target} is a saved folder with its own config.json")
     if target.startswith("hf://"):
         from .hub import load_from_hub
 
@@ -115,6 +131,9 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     spec = get_family(entry.family)
     config = config_from_dict(spec.config_cls, {**entry.config, **overrides}, where=f"{entry.name} config")
     if checkpoint is None:
+        if entry.checkpoint_format == "zoo" and overrides:
+            raise InputError(f"config overrides {sorted(overrides)} do not apply to {entry.name}: it is stored "
+                             "in the zoo format with its own config")
         if entry.checkpoint_format == "zoo" and entry.extra.get("package_dir"):
             model = load_folder(Path(entry.extra["package_dir"]))
             model.name = entry.name
@@ -138,56 +157,114 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
 # Our own folder layout: config.json + model.safetensors
 # ---------------------------------------------------------------------------------------------------------------
 def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write `config.json` (family, config, name, zoo version) and `model.safetensors`, each atomically."""
+    """Write `config.json` (family, config, name, zoo version, ``weights_sha256``) and `model.safetensors`.
+
+    The pair is written into a private staging folder beside `directory` and swapped in atomically
+    (`zoo.atomic.staged_folder`): a reader sees the old pair or the new pair, never a mix, and concurrent saves into
+    one folder never collide (the last one wins). Other files already in `directory` are kept.
+    """
     from safetensors.torch import save_model
 
     from . import __version__
+    from .atomic import staged_folder
+    from .hub import DIGEST_KEY, file_sha256
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"cannot save a model to {directory}: it is a file, not a folder")
     meta = {"format": FORMAT, "family": model.family, "name": model.name, "zoo_version": __version__,
             "config": config_to_dict(model.config), **(extra or {})}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_model(model, str(tmp), metadata={"format": FORMAT, "family": model.family})
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    tmp = directory / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, directory / CONFIG_NAME)
+    try:
+        with staged_folder(directory) as stage:
+            save_model(model, str(stage / WEIGHTS_NAME), metadata={"format": FORMAT, "family": model.family})
+            meta[DIGEST_KEY] = file_sha256(stage / WEIGHTS_NAME)
+            (stage / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    except PermissionError as exc:
+        raise InputError(f"cannot save a model to {directory}: {exc.strerror or exc}") from None
     return directory
 
 
-def read_folder_config(directory: Path) -> dict:
+def read_folder_config(directory: Path, view: Any = None) -> dict:
+    """config.json of a folder written by `save_pretrained`, checked for its required entries."""
     cfg_path = directory / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{directory} has no {CONFIG_NAME}: not a folder written by save_pretrained")
     try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
+        text = view.read_bytes(CONFIG_NAME) if view is not None else cfg_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} has no {CONFIG_NAME}: not a folder written by save_pretrained") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {cfg_path}: {exc.strerror or exc}") from None
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{cfg_path} must hold a JSON object, got {type(meta).__name__}")
     for key in ("family", "config"):
         if key not in meta:
             raise CheckpointError(f"{cfg_path} has no {key!r} entry")
+    if not isinstance(meta["family"], str):
+        raise CheckpointError(f"{cfg_path}: 'family' must be a string, got {meta['family']!r}")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{cfg_path}: 'config' must be a JSON object, got {type(meta['config']).__name__}")
+    digest = meta.get("weights_sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
+        raise CheckpointError(f"{cfg_path}: 'weights_sha256' must be 64 hex digits, got {digest!r}")
+    if meta.get("name") is not None and not isinstance(meta["name"], str):
+        raise CheckpointError(f"{cfg_path}: 'name' must be a string or null, got {meta['name']!r}")
     return meta
 
 
-def load_folder(directory: str | os.PathLike) -> Tokenizer:
-    """Load a folder written by `save_pretrained`; strict: the weights must fit the config exactly."""
-    from safetensors.torch import load_file as st_load
+def load_folder(directory: str | os.PathLike, what: str | None = None) -> Tokenizer:
+    """Load a folder written by `save_pretrained`; strict: the weights must fit the config exactly, and their
+    sha256 must be the one config.json records.
+
+    The folder is opened once (`zoo.atomic.FolderView`), so config and weights come from the same save even while
+    another process saves into it; a save that swapped the folder mid-read is retried.
+    """
+    from .atomic import FolderView
 
     directory = Path(directory)
-    meta = read_folder_config(directory)
+    for attempt in range(10):
+        try:
+            view = FolderView(directory)
+        except FileNotFoundError:
+            raise CheckpointError(f"model folder not found: {directory}") from None
+        except NotADirectoryError:
+            raise CheckpointError(f"{directory} is not a folder") from None
+        try:
+            return _load_view(view, directory, what)
+        except CheckpointError:
+            if attempt < 9 and view.swapped():  # a writer replaced the folder while we read it: read the new one
+                continue
+            raise
+        finally:
+            view.close()
+    raise CheckpointError(f"{directory} keeps changing while it is read")  # pragma: no cover
+
+
+def _load_view(view: Any, directory: Path, what: str | None) -> Tokenizer:
+    from safetensors.torch import load_file as st_load
+
+    from .hub import DIGEST_KEY, verify_weights
+
+    meta = read_folder_config(directory, view)
     weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    try:
+        fd = view.open_fd(WEIGHTS_NAME)
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}") from None
+    if meta.get(DIGEST_KEY):
+        verify_weights(fd, meta[DIGEST_KEY], what or str(directory), weights)
     spec = get_family(meta["family"])
     try:
         config = config_from_dict(spec.config_cls, meta["config"], where=f"{directory / CONFIG_NAME}")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     try:
-        state_dict = st_load(str(weights))
+        state_dict = st_load(view.path_of(WEIGHTS_NAME))
     except Exception as exc:
         raise CheckpointError(f"corrupt or truncated weights file {weights}: {exc}") from None
     model = materialize(spec.tokenizer_cls, config, state_dict, source=str(weights))
     model.name = meta.get("name")
+    model.weights_sha256 = meta.get(DIGEST_KEY)
     return model.eval()
