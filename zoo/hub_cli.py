@@ -26,9 +26,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .loading import load
     from .registry import get_entry
 
+    from .outputs import output_dir
+
     entry = get_entry(args.model)
+    out = output_dir(args.output)
     model = load(entry.name, checkpoint=args.checkpoint)
-    out = Path(args.output)
     write_folder(model, out, extra={"source": {"file": Path(args.checkpoint).name,
                                                "sha256": file_sha256(args.checkpoint),
                                                "repo": entry.hub_repo, "revision": entry.hub_revision}})
@@ -41,14 +43,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from .cards import card_info_for, render_card
 
+    target = None
+    if args.output:
+        from .outputs import output_file
+
+        target = output_file(args.output)
     info = card_info_for(args.model, repo_id=args.repo)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     text = str(render_card(info))
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}")
+    if target is not None:
+        from .atomic import atomic_write_text
+
+        atomic_write_text(target, text)
+        print(f"wrote {target}")
     else:
         print(text)
     return 0

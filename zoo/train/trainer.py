@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..config import config_to_dict
 from ..errors import ConfigError
+from ..outputs import output_dir
 from .adapters import StepOutput, freeze, get_adapter
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import build_stream
@@ -204,7 +205,7 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     main = accelerator.is_main_process
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        output_dir(out, "output")
         _write_recipe(rec, out / "recipe.yaml")
 
     # ---- model, stage, losses ----
