@@ -24,7 +24,30 @@ def build(family: str, config: Any = None, **overrides: Any) -> Tokenizer:
     spec = get_family(family)
     values = dict(config_to_dict(config) if hasattr(config, "__dataclass_fields__") else (config or {}))
     values.update(overrides)
-    return spec.tokenizer_cls(config_from_dict(spec.config_cls, values, where=f"{family} config"))
+    cfg = config_from_dict(spec.config_cls, values, where=f"{family} config")
+    check_buildable(spec.tokenizer_cls, cfg, f"{family} config")
+    return spec.tokenizer_cls(cfg)
+
+
+MAX_PARAMETERS = 20_000_000_000
+
+
+def check_buildable(cls: type, config: Any, where: str) -> int:
+    """Build `cls(config)` on the meta device (no memory) and count its parameters: a config that cannot build
+    a model, or one of an absurd size, is a `ConfigError` before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            model = cls(config)
+        n = sum(p.numel() for p in model.parameters())
+    except ConfigError:
+        raise
+    except Exception as exc:  # a size that does not divide, a negative dimension, ...
+        raise ConfigError(f"{where} does not describe a buildable {cls.__name__}: "
+                          f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+    if n > MAX_PARAMETERS:
+        raise ConfigError(f"{where} describes a model of {n:,} parameters (more than {MAX_PARAMETERS:,}): check "
+                          "its sizes")
+    return n
 
 
 def _place(model: Tokenizer, device: Any, dtype: Any) -> Tokenizer:
@@ -71,7 +94,13 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
         official_cfg = embedded_cfg
     else:
         official_cfg = to_plain(config)
-    our_config = spec.config_from_official(official_cfg, state_dict, **overrides)
+    try:
+        our_config = spec.config_from_official(official_cfg, state_dict, **overrides)
+    except (ConfigError, CheckpointError, InputError):
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:  # a value of the wrong kind
+        raise ConfigError(f"{family}: the official config does not fit: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from None
     return _from_state_dict(spec, our_config, state_dict, source=str(checkpoint) if not isinstance(checkpoint, Mapping)
                             else "state dict", device=device, dtype=dtype)
 
@@ -92,6 +121,7 @@ def materialize(cls: type, config: Any, state_dict: Mapping, source: str) -> Tok
     No random initialisation runs (a large model loads as fast as its file reads); non-persistent buffers are
     rebuilt by a real construction when the model has any.
     """
+    check_buildable(cls, config, source)
     with torch.device("meta"):
         model = cls(config)
     check_state_dict(model, state_dict, source)

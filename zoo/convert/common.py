@@ -97,8 +97,8 @@ def read_config_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"config file not found: {path}")
-    text = path.read_text()
     try:
+        text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except Exception as exc:
         raise CheckpointError(f"cannot parse config file {path}: {exc}") from None
