@@ -51,3 +51,16 @@ def photos64() -> torch.Tensor:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+FUZZ_COUNTS = pytest.StashKey[dict]()  # class name -> number of hostile-input cases run (tests/test_fuzz.py)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The hostile-input tests' case counts per class (tests/test_fuzz.py, tests/test_concurrency.py)."""
+    counts = config.stash.get(FUZZ_COUNTS, None)
+    if counts:
+        terminalreporter.section("hostile-input cases per class")
+        for name, n in sorted(counts.items()):
+            terminalreporter.write_line(f"{name}: {n}")
+        terminalreporter.write_line(f"total: {sum(counts.values())}")

@@ -64,6 +64,8 @@ def _place(model: Tokenizer, device: Any, dtype: Any) -> Tokenizer:
             device = torch.device(device)
         except (RuntimeError, TypeError) as exc:
             raise InputError(f"device={device!r} is not a device (cpu, cuda, cuda:1, mps, ...): {exc}") from None
+    if dtype is not None and isinstance(model, Tokenizer):
+        model.fingerprint  # of the weights as loaded: a dtype move keeps it (codes stay decodable)
     try:
         model = model.to(device=device, dtype=dtype) if (device or dtype) else model
     except (RuntimeError, AssertionError) as exc:  # e.g. cuda:7 on a machine with one GPU, or no CUDA build
@@ -294,7 +296,10 @@ def _load_view(view: Any, directory: Path, what: str | None) -> Tokenizer:
         state_dict = st_load(view.path_of(WEIGHTS_NAME))
     except Exception as exc:
         raise CheckpointError(f"corrupt or truncated weights file {weights}: {exc}") from None
-    model = materialize(spec.tokenizer_cls, config, state_dict, source=str(weights))
+    try:
+        model = materialize(spec.tokenizer_cls, config, state_dict, source=str(weights))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     model.name = meta.get("name")
     model.weights_sha256 = meta.get(DIGEST_KEY)
     return model.eval()
