@@ -187,8 +187,8 @@ def verify_weights(fd: int, expected: str, what: str, weights: Path) -> None:
     if actual != expected:
         raise CheckpointError(
             f"{what}: {weights.name} was changed after it was written (sha256 {actual[:12]}… but {CONFIG_NAME} "
-            f"records {expected[:12]}…): refusing to load {weights}. Write it again (save_pretrained), or delete "
-            "the folder so that it is downloaded or converted again.")
+            f"records {expected[:12]}…): refusing to load it. Delete {weights.resolve()} (and its folder) so that "
+            "it is downloaded or converted again, or save the model there again.")
     _write_stamp(st, expected)
 
 
