@@ -89,7 +89,8 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
                                        **overrides)
     spec = get_family(family)
     raw = load_file(checkpoint, spec.allow) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
-    state_dict, embedded_cfg = spec.extract(raw)
+    state_dict, embedded_cfg = _extract(spec, raw, str(checkpoint) if not isinstance(checkpoint, Mapping)
+                                        else "state dict")
     if isinstance(config, (str, os.PathLike)):
         official_cfg = read_config_file(config)
     elif config is None:
@@ -107,13 +108,35 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
                             else "state dict", device=device, dtype=dtype)
 
 
+def _extract(spec: Any, raw: Any, source: str) -> tuple[Mapping, Any]:
+    """The family's state dict (and embedded config) of a loaded official file; odd contents are a CheckpointError."""
+    try:
+        state_dict, cfg = spec.extract(raw)
+    except (CheckpointError, ConfigError, InputError):
+        raise
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: no {spec.name} state dict in it ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]})") from None
+    bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: its state dict holds {len(bad)} entries that are not named tensors, "
+                              f"e.g. {bad[0]!r}")
+    return state_dict, cfg
+
+
 def _from_state_dict(spec: Any, config: Any, official: Mapping, source: str, device: Any = None,
                      dtype: Any = None) -> Tokenizer:
     """Convert an official state dict and load it strictly into a model built from `config`."""
     from .convert.common import drop
 
     kept, _ = drop(official, spec.skip)
-    ours = spec.convert(kept, config)
+    try:
+        ours = spec.convert(kept, config)
+    except (CheckpointError, ConfigError, InputError):
+        raise
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{source} does not fit the {spec.name} converter: {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:300]}") from None
     return _place(materialize(spec.tokenizer_cls, config, ours, source), device, dtype)
 
 
@@ -173,13 +196,14 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
         from .hub import load_converted  # the official file, converted once and kept in the zoo cache
 
         def convert(path: Path) -> Tokenizer:
-            return _from_state_dict(spec, config, spec.extract(load_file(path, spec.allow))[0], source=str(path))
+            return _from_state_dict(spec, config, _extract(spec, load_file(path, spec.allow), str(path))[0],
+                                    source=str(path))
 
         model = load_converted(entry, config, convert)
         model.name = entry.name
         return _place(model, device, dtype)
     raw = load_file(checkpoint, spec.allow)
-    state_dict, _ = spec.extract(raw)
+    state_dict, _ = _extract(spec, raw, str(checkpoint))
     model = _from_state_dict(spec, config, state_dict, source=str(checkpoint), device=device, dtype=dtype)
     model.name = entry.name
     return model
@@ -211,8 +235,9 @@ def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mappi
             save_model(model, str(stage / WEIGHTS_NAME), metadata={"format": FORMAT, "family": model.family})
             meta[DIGEST_KEY] = file_sha256(stage / WEIGHTS_NAME)
             (stage / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    except PermissionError as exc:
-        raise InputError(f"cannot save a model to {directory}: {exc.strerror or exc}") from None
+    except OSError as exc:  # unwritable, a file where a folder is needed, disk full
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        raise InputError(f"cannot save a model to {directory}{where}: {exc.strerror or exc}") from None
     return directory
 
 

@@ -49,8 +49,10 @@ def load_file(path: str | os.PathLike, allow: Sequence[Any] = ()) -> Any:
             f"{path} cannot be loaded safely (weights_only=True): {msg}. The zoo never unpickles arbitrary "
             "objects; if this is an official checkpoint, report the global it needs so it can be allow-listed."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"corrupt or truncated checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # torch.load on a file that is not a checkpoint raises anything (KeyError, ...)
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"corrupt or truncated checkpoint {path} (not a torch or safetensors checkpoint?): "
+                              f"{type(exc).__name__}: {text}") from None
 
 
 def _looks_like_safetensors(path: Path, head: bytes) -> bool:
