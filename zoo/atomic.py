@@ -82,7 +82,7 @@ def staged_folder(final: str | os.PathLike, keep_other_files: bool = True) -> It
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(final.parent, final.name)
+    clean_stale(final.parent)  # temps of any writer here that died (a killed save or conversion)
     stage = Path(tempfile.mkdtemp(prefix=_prefix(final.name), dir=final.parent))
     try:
         os.chmod(stage, 0o777 & ~_umask())

@@ -34,7 +34,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     write_folder(model, out, extra={"source": {"file": Path(args.checkpoint).name,
                                                "sha256": file_sha256(args.checkpoint),
                                                "repo": entry.hub_repo, "revision": entry.hub_revision}})
-    render_card(card_info(model, entry)).save(str(out / CARD_NAME))
+    from .atomic import atomic_write_text
+
+    atomic_write_text(out / CARD_NAME, str(render_card(card_info(model, entry))))
     print(f"converted {args.checkpoint} ({entry.name}) -> {out}/ (config.json, model.safetensors, {CARD_NAME}); "
           f"load it with zoo.load({str(out)!r}) or push it with `zoo push {out} --repo USER/REPO`")
     return 0

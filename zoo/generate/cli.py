@@ -12,9 +12,12 @@ from ..outputs import nonnegative_float, output_dir, output_file, positive_int
 
 def _classes(text: str) -> list[int]:
     try:
-        return [int(p) for p in text.split(",") if p.strip()]
+        classes = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise InputError(f"--class takes integer class ids separated by commas, got {text!r}") from None
+    if not classes:
+        raise InputError(f"--class names no class id: {text!r}")
+    return classes
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -43,7 +46,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise InputError(f"{args.generator} does not say which tokenizer decodes it: pass -m TOKENIZER")
     tok = load(tok_name, checkpoint=args.tokenizer_checkpoint, device=device)
     gen.check_tokenizer(tok)
-    classes = _classes(args.classes) if args.classes else [0]
+    classes = _classes(args.classes) if args.classes is not None else [0]
     n = args.num or len(classes)
     labels = [classes[i % len(classes)] for i in range(n)]
     gen.check_labels(labels)
