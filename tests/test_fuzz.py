@@ -337,7 +337,8 @@ def test_5_bad_output_paths_in_every_writing_command(world, tmp_path, capsys):
     file_, folder = world["file"], tmp_path / "a_folder"
     folder.mkdir()
     under_file = file_ / "sub"
-    places = [(file_, folder), (under_file, under_file / "x.safetensors"), ("/proc/zoo-fuzz/out", "/proc/zoo/c.st")]
+    places = [(file_, folder), (under_file, under_file / "x.safetensors"), ("/proc/zoo-fuzz/out", "/proc/zoo/c.st"),
+              ("/proc", "/proc/codes.safetensors")]  # an existing place nobody can write into, root included
     if os.geteuid() != 0:  # root writes anywhere: permissions cannot be tested as root
         ro = tmp_path / "read_only"
         ro.mkdir()

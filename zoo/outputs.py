@@ -17,8 +17,15 @@ from .errors import InputError
 
 
 def _writable(folder: Path, flag: str, target: Path) -> None:
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {target}: cannot write into {folder} (permission denied)")
+    """Create and remove a probe file: permissions, read-only file systems and /proc alike (root included)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".zoo-write-probe-", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{flag} {target}: cannot write into {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _make_dirs(folder: Path, flag: str, target: Path) -> None:
