@@ -580,6 +580,11 @@ def test_9_generate_refuses_settings_that_write_nonsense(world, tmp_path, capsys
         expect_exit2(9, ["generate", "-g", gen, "--class", "1", "-o", tmp_path / "s", "-q", "--device", "cpu",
                          *extra], capsys)
     assert not (tmp_path / "s").exists()
+    from zoo.generate import load_generator
+
+    generator = load_generator(gen)
+    for kw in (dict(temperature=float("nan")), dict(guidance=float("inf")), dict(num_steps=0), dict(temperature=-1.0)):
+        expect_error(9, lambda: generator.sample([0], **kw), ConfigError)
 
 
 # ---------------------------------------------------------------------------------------------------------------

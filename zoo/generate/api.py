@@ -1,7 +1,7 @@
 """The generator interface: class labels in, `Codes` out; the paired tokenizer decodes them into images."""
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Sequence
 
 import torch
@@ -82,7 +82,9 @@ class Generator(nn.Module):
         unknown = sorted(set(changes) - known)
         if unknown:
             raise InputError(f"unknown sampler setting(s) {unknown}; known: {sorted(known)}")
-        chosen = replace(self.sampling, **changes)
+        from ..config import replace_config
+
+        chosen = replace_config(self.sampling, **changes)  # checked by type and range: finite, not negative
         rng = None
         if seed is not None:
             rng = torch.Generator(device=self.device).manual_seed(int(seed))
