@@ -584,7 +584,7 @@ def test_9_generate_refuses_settings_that_write_nonsense(world, tmp_path, capsys
 
     generator = load_generator(gen)
     for kw in (dict(temperature=float("nan")), dict(guidance=float("inf")), dict(num_steps=0), dict(temperature=-1.0)):
-        expect_error(9, lambda: generator.sample([0], **kw), ConfigError)
+        expect_error(9, lambda: generator.sample([0], **kw), InputError)
 
 
 # ---------------------------------------------------------------------------------------------------------------

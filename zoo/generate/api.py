@@ -83,8 +83,12 @@ class Generator(nn.Module):
         if unknown:
             raise InputError(f"unknown sampler setting(s) {unknown}; known: {sorted(known)}")
         from ..config import replace_config
+        from ..errors import ConfigError
 
-        chosen = replace_config(self.sampling, **changes)  # checked by type and range: finite, not negative
+        try:  # checked by type and range: finite, not negative, one of the allowed names
+            chosen = replace_config(self.sampling, **changes)
+        except ConfigError as exc:
+            raise InputError(f"sampler setting {str(exc).replace('config.', '', 1)}") from None
         rng = None
         if seed is not None:
             rng = torch.Generator(device=self.device).manual_seed(int(seed))
