@@ -537,9 +537,10 @@ class Tokenizer(nn.Module):
         if codes.grid is not None and spec.grid is None and spec.token_layout != "2d":
             raise InputError(f"codes are a 2-D grid {codes.grid} but {self.name or self.family} makes "
                              f"{spec.token_layout} tokens")
-        if codes.scales is not None and spec.scales is not None and tuple(codes.scales) != tuple(spec.scales):
-            raise InputError(f"codes have scales {list(codes.scales)} but {self.name or self.family} decodes "
-                             f"{list(spec.scales)}")
+        if codes.scales is not None and spec.scales is not None and \
+                tuple(codes.scales) != tuple(spec.scales)[:len(codes.scales)]:  # a prefix of the scales decodes
+            raise InputError(f"codes have scales {list(codes.scales)} but the scale schedule of "
+                             f"{self.name or self.family} is {list(spec.scales)} (a prefix of it decodes)")
 
     def _check_decodable(self, codes: Codes) -> None:
         """Fixed-length families need all tokens; variable-length ones override to accept prefixes."""
