@@ -53,8 +53,12 @@ def _seed():
     np.random.seed(0)
 
 
-def pytest_terminal_summary(terminalreporter):
-    """tests/test_docs.py: which documented commands ran and which are marked (and why)."""
+FUZZ_COUNTS = pytest.StashKey[dict]()  # class name -> number of hostile-input cases run (tests/test_fuzz.py)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """What the run covered: the documented commands run or marked (tests/test_docs.py) and the hostile-input
+    cases per class (tests/test_fuzz.py, tests/test_concurrency.py)."""
     import sys
 
     docs = sys.modules.get("test_docs")
@@ -63,3 +67,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("documented commands (tests/test_docs.py)")
         for line in listing:
             terminalreporter.write_line(line)
+    counts = config.stash.get(FUZZ_COUNTS, None)
+    if counts:
+        terminalreporter.section("hostile-input cases per class")
+        for name, n in sorted(counts.items()):
+            terminalreporter.write_line(f"{name}: {n}")
+        terminalreporter.write_line(f"total: {sum(counts.values())}")

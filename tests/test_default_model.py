@@ -7,7 +7,6 @@ held-out astronaut with its mean colour 14.73/255 off, and turned the greyscale 
 from pathlib import Path
 
 import pytest
-import torch
 
 import zoo
 from zoo.train.default_model import CodecCurve, colour_shift, compare_with_codecs, psnr_ssim

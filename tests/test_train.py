@@ -76,6 +76,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_00000004", "step_00000008"]
     ref_log = {r["step"]: r for r in read_log(tmp_path / "ref")}
     run_log = {r["step"]: r for r in read_log(tmp_path / "run")}
+    # step 6 was logged before the "kill" and again after the resume: log.jsonl holds it once
+    assert [r["step"] for r in read_log(tmp_path / "run")] == [2, 4, 6, 8]
     assert abs(ref_log[8]["loss/d"] - run_log[8]["loss/d"]) < 1e-6
 
 

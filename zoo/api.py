@@ -17,7 +17,29 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, InputError
 
-__all__ = ["Codes", "TokenizerSpec", "Tokenizer", "check_images"]
+__all__ = ["Codes", "TokenizerSpec", "Tokenizer", "check_images", "weights_fingerprint"]
+
+FINGERPRINT_SAMPLE = 1 << 16
+
+
+def weights_fingerprint(family: str, config: Any, state_dict: Any) -> str:
+    """sha256 (16 hex digits) of a family, its config and a state dict: names, shapes and float32 values (all of
+    a tensor's values up to `FINGERPRINT_SAMPLE`, else that many evenly spaced ones). Device and dtype moves of
+    float32 weights do not change it."""
+    import dataclasses
+    import hashlib
+
+    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    digest = hashlib.sha256(json.dumps([family, cfg], sort_keys=True, default=str).encode())
+    for name in sorted(state_dict):
+        t = state_dict[name].detach()
+        digest.update(f"{name}{tuple(t.shape)}".encode())
+        flat = t.reshape(-1)
+        if flat.numel() > FINGERPRINT_SAMPLE:
+            picks = torch.arange(FINGERPRINT_SAMPLE, dtype=torch.int64) * (flat.numel() - 1) // (FINGERPRINT_SAMPLE - 1)
+            flat = flat[picks.to(flat.device)]
+        digest.update(flat.to("cpu", torch.float32 if t.is_floating_point() else torch.int64).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -36,6 +58,8 @@ class Codes:
         model: the name (or family) of the tokenizer that made them, so decoding with another one can be refused.
         folded_sizes: set by `fold()`: the codebook sizes of the G groups that were folded into one product index
             per position (`unfold()` splits them again); None for codes that are not folded.
+        fingerprint: `Tokenizer.fingerprint` of the model that made them (its config and weights); `decode` refuses
+            codes whose fingerprint is not its own, whatever the names say. None: not checked (e.g. generated codes).
     """
 
     indices: Tensor
@@ -45,6 +69,7 @@ class Codes:
     codebook_sizes: tuple[int, ...] | None = None
     model: str | None = None
     folded_sizes: tuple[int, ...] | None = None
+    fingerprint: str | None = None
 
     def __post_init__(self) -> None:
         if self.grid is not None:
@@ -86,7 +111,7 @@ class Codes:
     def to(self, device: torch.device | str) -> "Codes":
         lengths = None if self.lengths is None else self.lengths.to(device)
         return Codes(self.indices.to(device), lengths, self.grid, self.scales, self.codebook_sizes, self.model,
-                     self.folded_sizes)
+                     self.folded_sizes, self.fingerprint)
 
     def __getitem__(self, item: int | slice) -> "Codes":
         """The codes of some images of the batch (an int keeps the batch dimension)."""
@@ -94,7 +119,7 @@ class Codes:
             item = slice(item, item + 1 if item != -1 else None)
         lengths = None if self.lengths is None else self.lengths[item]
         return Codes(self.indices[item], lengths, self.grid, self.scales, self.codebook_sizes, self.model,
-                     self.folded_sizes)
+                     self.folded_sizes, self.fingerprint)
 
     @staticmethod
     def cat(parts: Sequence["Codes"]) -> "Codes":
@@ -103,15 +128,17 @@ class Codes:
             raise InputError("Codes.cat needs at least one Codes")
         first = parts[0]
         for p in parts[1:]:
-            if (p.grid, p.scales, p.codebook_sizes, p.model, p.num_groups, p.folded_sizes) != (
-                first.grid, first.scales, first.codebook_sizes, first.model, first.num_groups, first.folded_sizes
+            if (p.grid, p.scales, p.codebook_sizes, p.model, p.num_groups, p.folded_sizes, p.fingerprint) != (
+                first.grid, first.scales, first.codebook_sizes, first.model, first.num_groups, first.folded_sizes,
+                first.fingerprint
             ):
                 raise InputError("Codes.cat: parts have different layouts (grid, scales, codebooks or model)")
         T = max(p.num_tokens for p in parts)
         any_lengths = any(p.lengths is not None or p.num_tokens != T for p in parts)
         indices = torch.cat([nn.functional.pad(p.indices, (0, 0, 0, T - p.num_tokens)) for p in parts])
         lengths = torch.cat([p.token_counts() for p in parts]) if any_lengths else None
-        return Codes(indices, lengths, first.grid, first.scales, first.codebook_sizes, first.model, first.folded_sizes)
+        return Codes(indices, lengths, first.grid, first.scales, first.codebook_sizes, first.model, first.folded_sizes,
+                     first.fingerprint)
 
     # ---- folding (product codes) ----
     def fold(self) -> "Codes":
@@ -135,7 +162,7 @@ class Codes:
         for g, k in enumerate(sizes):
             folded = folded * k + self.indices[..., g]
         return Codes(folded[..., None], self.lengths, self.grid, self.scales, (math.prod(sizes),), self.model,
-                     folded_sizes=sizes)
+                     folded_sizes=sizes, fingerprint=self.fingerprint)
 
     def unfold(self) -> "Codes":
         """The inverse of `fold`: ``[B, T, 1]`` product indices -> ``[B, T, G]`` group indices."""
@@ -148,7 +175,7 @@ class Codes:
             parts.append(torch.remainder(rest, k))
             rest = torch.div(rest, k, rounding_mode="floor")
         return Codes(torch.stack(parts[::-1], dim=-1), self.lengths, self.grid, self.scales, self.folded_sizes,
-                     self.model)
+                     self.model, fingerprint=self.fingerprint)
 
     # ---- validation ----
     def validate(self, codebook_sizes: Sequence[int] | None = None, max_tokens: int | None = None) -> "Codes":
@@ -162,6 +189,18 @@ class Codes:
             raise InputError(f"Codes.indices must have shape [B, T, G], got {tuple(idx.shape)}")
         if idx.shape[0] == 0 or idx.shape[1] == 0:
             raise InputError(f"Codes.indices is empty: shape {tuple(idx.shape)}")
+        if self.lengths is not None:
+            lens = self.lengths
+            if not isinstance(lens, Tensor) or lens.dtype.is_floating_point or lens.dtype == torch.bool \
+                    or lens.is_complex():
+                raise InputError(f"Codes.lengths must be an integer tensor, got "
+                                 f"{getattr(lens, 'dtype', type(lens).__name__)}")
+            if lens.dim() != 1 or lens.shape[0] != idx.shape[0]:
+                raise InputError(f"Codes.lengths must have shape [{idx.shape[0]}], got {tuple(lens.shape)}")
+            if int(lens.min()) < 1 or int(lens.max()) > idx.shape[1]:
+                raise InputError(
+                    f"Codes.lengths must be in [1, {idx.shape[1]}], got [{int(lens.min())}, {int(lens.max())}]"
+                )
         if self.folded_sizes is not None and codebook_sizes is not None and len(codebook_sizes) != idx.shape[2]:
             raise InputError("these codes are folded (one product index per position); call codes.unfold() first")
         sizes = tuple(codebook_sizes) if codebook_sizes is not None else self.codebook_sizes
@@ -180,14 +219,6 @@ class Codes:
                     )
         if max_tokens is not None and idx.shape[1] > max_tokens:
             raise InputError(f"Codes have {idx.shape[1]} tokens per image, this tokenizer takes at most {max_tokens}")
-        if self.lengths is not None:
-            lens = self.lengths
-            if lens.dim() != 1 or lens.shape[0] != idx.shape[0]:
-                raise InputError(f"Codes.lengths must have shape [{idx.shape[0]}], got {tuple(lens.shape)}")
-            if int(lens.min()) < 1 or int(lens.max()) > idx.shape[1]:
-                raise InputError(
-                    f"Codes.lengths must be in [1, {idx.shape[1]}], got [{int(lens.min())}, {int(lens.max())}]"
-                )
         if self.scales is not None and sum(self.scales) != idx.shape[1]:
             raise InputError(f"Codes.scales sum to {sum(self.scales)} but there are {idx.shape[1]} tokens")
         if self.grid is not None and self.grid[0] * self.grid[1] != idx.shape[1]:
@@ -203,7 +234,6 @@ class Codes:
         """Write a safetensors file (indices, lengths; layout as JSON metadata). Written atomically."""
         from safetensors.torch import save_file
 
-        from .files import normal_mode
 
         tensors = {"indices": self.indices.detach().cpu().contiguous()}
         if self.lengths is not None:
@@ -211,12 +241,13 @@ class Codes:
         layout = {"grid": self.grid, "scales": self.scales, "codebook_sizes": self.codebook_sizes, "model": self.model}
         if self.folded_sizes is not None:
             layout["folded_sizes"] = self.folded_sizes
+        if self.fingerprint is not None:
+            layout["fingerprint"] = self.fingerprint
         meta = {"format": "zoo.codes/1", "layout": json.dumps(layout)}
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        normal_mode(tmp)
-        os.replace(tmp, path)
+        from .atomic import atomic_file
+
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Codes":
@@ -237,10 +268,49 @@ class Codes:
             raise
         except Exception as exc:  # safetensors raises its own error types for corrupt headers
             raise InputError(f"cannot read codes file {path}: {exc}") from None
-        layout = json.loads(meta["layout"])
-        codes = cls(indices, lengths, layout.get("grid"), layout.get("scales"), layout.get("codebook_sizes"),
-                    layout.get("model"), layout.get("folded_sizes"))
+        layout = _read_layout(meta.get("layout"), path)
+        if indices.dtype != torch.int64 or indices.dim() != 3:
+            raise InputError(f"{path}: indices must be int64 [B, T, G], got {indices.dtype} {tuple(indices.shape)}")
+        codes = cls(indices, lengths, **layout)
         return codes.validate()
+
+
+_LAYOUT_KEYS = ("grid", "scales", "codebook_sizes", "model", "folded_sizes", "fingerprint")
+
+
+def _read_layout(text: Any, path: Path) -> dict[str, Any]:
+    """The ``layout`` metadata of a codes file, checked by type; `InputError` naming the bad entry."""
+    where = f"{path}: codes layout metadata"
+    if not isinstance(text, str):
+        raise InputError(f"{where} is missing")
+    try:
+        layout = json.loads(text)
+    except ValueError:
+        raise InputError(f"{where} is not JSON (the file was changed after `zoo encode` wrote it)") from None
+    if not isinstance(layout, dict):
+        raise InputError(f"{where} must be a JSON object, got {type(layout).__name__}")
+    unknown = sorted(set(layout) - set(_LAYOUT_KEYS))
+    if unknown:
+        raise InputError(f"{where} has unknown entries {unknown}")
+
+    def ints(key: str, n: int | None = None) -> tuple[int, ...] | None:
+        v = layout.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, list) or not v or (n is not None and len(v) != n) or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 2 ** 40 for x in v):
+            size = f"{n} " if n else ""
+            raise InputError(f"{where}: {key!r} must be a list of {size}positive integers, got {v!r}")
+        return tuple(v)
+
+    out: dict[str, Any] = {"grid": ints("grid", 2), "scales": ints("scales"),
+                           "codebook_sizes": ints("codebook_sizes"), "folded_sizes": ints("folded_sizes")}
+    for key in ("model", "fingerprint"):
+        v = layout.get(key)
+        if v is not None and not isinstance(v, str):
+            raise InputError(f"{where}: {key!r} must be a string, got {v!r}")
+        out[key] = v
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -344,6 +414,7 @@ class Tokenizer(nn.Module):
         super().__init__()
         self.config = config
         self.name: str | None = None  # the registered name, set by zoo.load
+        self._fingerprint: tuple[tuple, str] | None = None  # (parameter identity key, fingerprint)
 
     # ---- to implement ----
     @property
@@ -369,6 +440,32 @@ class Tokenizer(nn.Module):
             return p.dtype
         return torch.float32
 
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits identifying this model: a sha256 of its family, config and weights (every tensor's name,
+        shape and values: all of them for small tensors, an even sample of 65536 for large ones, as float32).
+
+        Stamped on the codes it makes and checked by `decode`, so codes never decode silently with another model,
+        named or not. Moving the model (``.to(device/dtype)``) keeps it; changing weights in place changes it.
+        """
+        key = self._identity_key()
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None or cached[0] != key:
+            cached = self._fingerprint = (key, weights_fingerprint(self.family, self.config, self.state_dict()))
+        return cached[1]
+
+    def _identity_key(self) -> tuple:
+        return tuple((id(t), t._version) for t in list(self.parameters()) + list(self.buffers()))
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "Tokenizer":
+        """nn.Module's device/dtype moves, keeping the fingerprint of the weights as they were."""
+        cached = getattr(self, "_fingerprint", None)
+        valid = cached is not None and cached[0] == self._identity_key()
+        out = super()._apply(fn, *args, **kwargs)
+        if valid:
+            self._fingerprint = (self._identity_key(), cached[1])
+        return out
+
     def encode(self, images: Tensor, num_tokens: int | str | None = None, **kwargs: Any) -> Codes:
         """Tokenize images float ``[B,3,H,W]`` in [0,1] -> `Codes`.
 
@@ -384,6 +481,8 @@ class Tokenizer(nn.Module):
             codes.model = self.name or self.family
         if codes.codebook_sizes is None:
             codes.codebook_sizes = spec.codebook_sizes
+        if codes.fingerprint is None:
+            codes.fingerprint = self.fingerprint
         return codes
 
     def decode(self, codes: Codes, clamp: bool = True) -> Tensor:
@@ -394,6 +493,12 @@ class Tokenizer(nn.Module):
         codes.validate(spec.codebook_sizes, spec.max_tokens)
         if codes.model is not None and self.name is not None and codes.model not in (self.name, self.family):
             raise InputError(f"these codes were made by {codes.model!r}; decode them with that model, not {self.name!r}")
+        if codes.fingerprint is not None and codes.fingerprint != self.fingerprint:
+            raise InputError(
+                f"these codes were made by another model (fingerprint {codes.fingerprint}, made by "
+                f"{codes.model or 'an unnamed model'}) than this {self.name or self.family} (fingerprint "
+                f"{self.fingerprint}): decode them with the model (folder and weights) that encoded them")
+        self._check_layout(codes)
         self._check_decodable(codes)
         with torch.no_grad():
             images = self._decode(codes.to(self.device))
@@ -423,6 +528,20 @@ class Tokenizer(nn.Module):
             raise InputError(f"num_tokens must be in [{lo}, {spec.max_tokens}], got {num_tokens}")
         if spec.token_choices and num_tokens not in spec.token_choices:
             raise InputError(f"num_tokens must be one of {list(spec.token_choices)}, got {num_tokens}")
+
+    def _check_layout(self, codes: Codes) -> None:
+        """The codes' token layout (2-D grid, scales) must be this model's, else the image would come out wrong."""
+        spec = self.spec
+        if codes.grid is not None and spec.grid is not None and tuple(codes.grid) != tuple(spec.grid):
+            raise InputError(f"codes are a {codes.grid[0]}x{codes.grid[1]} grid but {self.name or self.family} "
+                             f"decodes a {spec.grid[0]}x{spec.grid[1]} grid")
+        if codes.grid is not None and spec.grid is None and spec.token_layout != "2d":
+            raise InputError(f"codes are a 2-D grid {codes.grid} but {self.name or self.family} makes "
+                             f"{spec.token_layout} tokens")
+        if codes.scales is not None and spec.scales is not None and \
+                tuple(codes.scales) != tuple(spec.scales)[:len(codes.scales)]:  # a prefix of the scales decodes
+            raise InputError(f"codes have scales {list(codes.scales)} but the scale schedule of "
+                             f"{self.name or self.family} is {list(spec.scales)} (a prefix of it decodes)")
 
     def _check_decodable(self, codes: Codes) -> None:
         """Fixed-length families need all tokens; variable-length ones override to accept prefixes."""

@@ -1,30 +1,50 @@
 """The `zoo` command: list | info | reconstruct | encode | decode (other packages add their own subcommands).
 
-Bad input exits with code 2 and a one-line message; nothing prints a traceback for a user mistake.
+Every expected failure (a `ZooError`, a bad option value, an unwritable output, a file system error) exits with
+code 2 and one line on stderr; an unexpected one exits 1 with one line and a hint to rerun with ``--debug``
+(anywhere on the command line, or ``ZOO_DEBUG=1``), which shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .errors import InputError, ZooError
+from .outputs import output_dir, output_file, positive_int, renamed_note, unique_stems
 
 # Packages that add subcommands: each module has `add_commands(subparsers)`.
 EXTENSIONS: tuple[str, ...] = ("zoo.train.cli", "zoo.hub_cli", "zoo.generate.cli", "zoo.eval.cli")
 
 
 def _device(name: str | None) -> str:
+    """--device: auto, cpu, cuda, cuda:N or mps, checked against this machine; `InputError` otherwise."""
     import torch
 
     if name in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device is available here (use --device cpu)")
-    return name
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device {name!r} is not a device: use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return name
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name}: no CUDA device is available here (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return name
+    if dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise InputError(f"--device {name}: MPS is not available here (use --device cpu)")
+        return name
+    raise InputError(f"--device {name!r}: the zoo runs on cpu, cuda, cuda:N or mps")
 
 
 def _load(args: argparse.Namespace):
@@ -179,11 +199,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .images import list_image_files, make_grid, psnr, save_image
 
     files = list_image_files(args.images)
+    budgets = _parse_tokens(args.tokens) or [None]
+    out = output_dir(args.output)
+    names = dict(zip(files, unique_stems(files, reserved={"grid"})))
     tok = _load(args)
     spec = tok.spec
-    budgets = _parse_tokens(args.tokens) or [None]
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     grid_rows: list[list[torch.Tensor]] = [[] for _ in range(len(budgets) + 1)]  # originals, then one per budget
     scores: list[float] = []
     for chunk, images in _image_batches(files, spec.image_size, args, "reconstruct"):
@@ -193,38 +213,45 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             grid_rows[row].append(recon)
             suffix = "" if k is None else f"_k{k}"
             for f, img in zip(chunk, recon):
-                save_image(img, out / f"{f.stem}{suffix}.png")
+                save_image(img, out / f"{names[f]}{suffix}.png")
             if k == budgets[-1]:
                 scores.extend(psnr(recon, images).tolist())
     grid_path = save_image(make_grid([torch.cat(r) for r in grid_rows]), out / "grid.png")
     labels = ["original"] + [("reconstruction" if k is None else f"{k} tokens") for k in budgets]
-    print(f"wrote {len(files) * len(budgets)} reconstructions and {grid_path} (rows: {' | '.join(labels)})")
+    print(f"wrote {len(files) * len(budgets)} reconstructions and {grid_path} (rows: {' | '.join(labels)})"
+          + renamed_note(files, [names[f] for f in files]))
     print(f"PSNR (uint8, last budget): mean {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)")
     return 0
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .api import Codes
-    from .files import prepare_output_file
+    from .atomic import atomic_write_text
     from .images import list_image_files
 
     files = list_image_files(args.images)
-    prepare_output_file(args.output)
-    tok = _load(args)
     budget = _parse_tokens(args.tokens)
     if budget and len(budget) != 1:
         raise InputError("zoo encode takes one --tokens value")
+    target = output_file(args.output)
+    listing = output_file(_files_list(target))
+    tok = _load(args)
     parts = []
     for _, images in _image_batches(files, tok.spec.image_size, args, "encode"):
         parts.append(tok.encode(images.to(tok.device), num_tokens=budget[0] if budget else None).to("cpu"))
     codes = Codes.cat(parts)
-    codes.save(args.output)
-    Path(args.output + ".files.txt" if not str(args.output).endswith(".safetensors") else
-         str(args.output)[:-len(".safetensors")] + ".files.txt").write_text("\n".join(str(f) for f in files) + "\n")
+    codes.save(target)
+    atomic_write_text(listing, "".join(f"{f}\n" for f in files))
     bits = codes.bits()
     print(f"wrote {args.output}: {codes.batch_size} image(s), indices {tuple(codes.indices.shape)}, "
           f"{float(bits.mean()) / 8:.1f} bytes/image")
     return 0
+
+
+def _files_list(codes_path: str | os.PathLike) -> Path:
+    """The ``.files.txt`` beside a codes file: the input files, one per line, in the order of the codes."""
+    text = str(codes_path)
+    return Path(text[:-len(".safetensors")] + ".files.txt" if text.endswith(".safetensors") else text + ".files.txt")
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -232,18 +259,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from .images import save_image
 
     codes = Codes.load(args.codes)
+    out = output_dir(args.output)
     if args.model is None:
         if codes.model is None:
             raise InputError(f"{args.codes} does not say which model made it: pass -m NAME")
         args.model = codes.model
     tok = _load(args)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    names_file = Path(str(args.codes)[:-len(".safetensors")] + ".files.txt") if str(args.codes).endswith(
-        ".safetensors") else Path(str(args.codes) + ".files.txt")
-    names = [Path(l).stem for l in names_file.read_text().split()] if names_file.is_file() else []
-    if len(names) != codes.batch_size:
-        names = [f"{i:05d}" for i in range(codes.batch_size)]
+    names_file = _files_list(args.codes)
+    listed = [line for line in names_file.read_text(errors="replace").splitlines() if line.strip()] \
+        if names_file.is_file() else []
+    names = unique_stems(listed, reserved=()) if len(listed) == codes.batch_size else \
+        [f"{i:05d}" for i in range(codes.batch_size)]
     index = 0
     for start in _progress(range(0, codes.batch_size, args.batch_size),
                            (codes.batch_size + args.batch_size - 1) // args.batch_size, "decode", not args.quiet):
@@ -251,7 +277,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         for img in images:
             save_image(img, out / f"{names[index]}.png")
             index += 1
-    print(f"wrote {index} image(s) to {out}")
+    print(f"wrote {index} image(s) to {out}" + (renamed_note(listed, names) if len(listed) == len(names) else ""))
     return 0
 
 
@@ -259,9 +285,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="zoo", description="Image tokenizers: load by name, reconstruct, "
-                                     "encode/decode, evaluate, train.")
+    parser = OneLineParser(prog="zoo", description="Image tokenizers: load by name, reconstruct, "
+                           "encode/decode, evaluate, train.")
     parser.add_argument("--version", action="version", version=f"visual-tokenizer-zoo {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error (also anywhere after the command)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="list registered models")
@@ -279,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-m", "--model", required=model_required, help="registered name, folder, or hf://user/repo")
         p.add_argument("--checkpoint", help="official checkpoint file for a registered name (downloaded by hand)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-        p.add_argument("--batch-size", type=int, default=8)
+        p.add_argument("--batch-size", type=positive_int, default=8)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("reconstruct", help="encode and decode images; write PNGs, a comparison grid, PSNR")
@@ -311,25 +339,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``zoo: error: ...``, exit 2) instead of usage + message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .progress import setup_logging
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(quiet=bool(getattr(args, "quiet", False)))
-    if getattr(args, "batch_size", 1) is not None and getattr(args, "batch_size", 1) < 1:
-        parser.exit(2, "zoo: error: --batch-size must be at least 1\n")
     try:
         return int(args.func(args) or 0)
-    except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # `zoo list | head`: the reader went away; stop quietly like other Unix tools
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `zoo list | head`: the reader went away; stop quietly like other Unix tools
+        sys.stderr.close()
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        code, line = describe_failure(exc)
+        print(line, file=sys.stderr)
+        return code
+
+
+def describe_failure(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one line) for an exception that reached the command line: 2 for expected failures (bad input,
+    files, options), 1 with a hint to rerun with --debug for anything else."""
+    if isinstance(exc, ZooError):
+        return 2, "zoo: error: " + _one_line(str(exc))
+    if isinstance(exc, OSError) and (exc.filename is not None or exc.strerror):
+        where = f" {exc.filename}" if exc.filename is not None else ""
+        return 2, f"zoo: error: cannot access{where}: {exc.strerror or exc}"
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        return 2, "zoo: error: out of memory: " + _one_line(str(exc))[:200] + " (try a smaller --batch-size)"
+    return 1, (f"zoo: internal error: {type(exc).__name__}: {_one_line(str(exc))[:300]} "
+               "(rerun with --debug for the traceback, and please report it)")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
 
 
 if __name__ == "__main__":

@@ -1,13 +1,21 @@
-"""Config dataclasses: built from plain dicts with unknown keys and wrong types reported by name."""
+"""Config dataclasses: built from plain dicts with unknown keys, wrong types and impossible values reported by name.
+
+Values are checked by type and by range before anything is built: every number must be finite and at most
+`MAX_INT`; a number whose default is positive must stay positive (sizes, counts, channel multipliers), one whose
+default is zero or more must not be negative; a list whose default is non-empty must not be empty. Semantic checks
+that need several fields stay with their config (a family's ``__post_init__`` or the recipe's `validate`).
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Mapping, TypeVar
 
 from .errors import ConfigError, did_you_mean
 
 C = TypeVar("C")
+MAX_INT = 2 ** 31 - 1
 
 
 def config_from_dict(cls: type[C], values: Mapping[str, Any], *, where: str = "config") -> C:
@@ -23,10 +31,56 @@ def config_from_dict(cls: type[C], values: Mapping[str, Any], *, where: str = "c
         if key not in fields:
             raise ConfigError(f"{where}: unknown key {key!r} for {cls.__name__}.{did_you_mean(key, fields)}")
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+        _check_range(kwargs[key], _default(fields[key]), f"{where}.{key}")
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{where}: {exc}") from None
+    except (ValueError, AssertionError) as exc:  # a config's own __post_init__ checks
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+_MISSING = object()
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return _MISSING
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_range(value: Any, default: Any, where: str) -> None:
+    """Range rules read off the field's default (see the module docstring)."""
+    if _is_number(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value}")
+        if abs(value) > MAX_INT:
+            raise ConfigError(f"{where}: {value} is out of range (at most {MAX_INT})")
+        if _is_number(default):
+            if default > 0 and isinstance(default, int) and value < 1:
+                raise ConfigError(f"{where}: must be at least 1, got {value}")
+            if default >= 0 and value < 0:
+                raise ConfigError(f"{where}: must not be negative, got {value}")
+        elif default is None and isinstance(value, int) and value < 0:
+            raise ConfigError(f"{where}: must not be negative, got {value}")
+    elif isinstance(value, (list, tuple)):
+        sample = list(default) if isinstance(default, (list, tuple)) else []
+        if sample and not value:
+            raise ConfigError(f"{where}: must not be empty (default {list(default)})")
+        item_default = sample[0] if sample and all(_is_number(d) for d in sample) else None
+        if item_default is not None and min(sample) < item_default:
+            item_default = min(sample)
+        for i, item in enumerate(value):
+            if _is_number(item):
+                _check_range(item, item_default, f"{where}[{i}]")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -140,41 +140,58 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 def write_folder(model: "Tokenizer", directory: str | os.PathLike, extra: Mapping[str, Any] | None = None,
                  stamp: bool = True) -> Path:
-    """`save_pretrained` plus ``weights_sha256`` in config.json (written atomically after the weights).
+    """`save_pretrained` (which records ``weights_sha256`` in config.json); kept for callers of the hub API.
 
     stamp: remember that this file was verified, so its first load skips the hash (False for temporary folders).
     """
     from .loading import CONFIG_NAME, WEIGHTS_NAME, save_pretrained
 
     directory = save_pretrained(model, directory, extra=extra)
-    cfg = directory / CONFIG_NAME
-    meta = json.loads(cfg.read_text())
-    meta[DIGEST_KEY] = file_sha256(directory / WEIGHTS_NAME)
-    if stamp:  # we just hashed it: the next load need not
-        _write_stamp(directory / WEIGHTS_NAME, meta[DIGEST_KEY])
-    tmp = cfg.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, cfg)
+    if stamp:  # save_pretrained just hashed it: the next load need not
+        try:
+            fd = os.open(directory / WEIGHTS_NAME, os.O_RDONLY)
+        except OSError:
+            return directory
+        try:
+            expected = json.loads((directory / CONFIG_NAME).read_text()).get(DIGEST_KEY)
+            if expected:
+                _write_stamp(os.fstat(fd), expected)
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
     return directory
 
 
 def load_verified(directory: str | os.PathLike, what: str | None = None) -> "Tokenizer":
-    """`load_folder` after checking the weights against ``weights_sha256`` (when the config records one)."""
-    from .loading import CONFIG_NAME, WEIGHTS_NAME, load_folder, read_folder_config
+    """`load_folder` (which checks the weights against ``weights_sha256``), naming `what` in its errors."""
+    from .loading import load_folder
 
-    directory = Path(directory)
-    meta = read_folder_config(directory)
-    expected = meta.get(DIGEST_KEY)
-    weights = directory / WEIGHTS_NAME
-    if expected is not None and weights.is_file() and not _stamp_matches(weights, expected):
-        actual = file_sha256(weights)
-        if actual != expected:
-            raise CheckpointError(
-                f"{what or directory}: {WEIGHTS_NAME} was changed after it was written (sha256 {actual[:12]}… but "
-                f"{CONFIG_NAME} records {expected[:12]}…): refusing to load it. Delete {weights.resolve()} "
-                "(and its folder) so that it is downloaded or converted again.")
-        _write_stamp(weights, expected)
-    return load_folder(directory)
+    return load_folder(directory, what=what)
+
+
+def verify_weights(fd: int, expected: str, what: str, weights: Path) -> None:
+    """Check the open weights file `fd` against the sha256 its config records; `CheckpointError` when it differs.
+
+    A successful check is remembered (see `_stamp_path`), so an unchanged file is hashed once.
+    """
+    from .loading import CONFIG_NAME
+
+    st = os.fstat(fd)
+    if _stamp_matches(st, expected):
+        return
+    digest = hashlib.sha256()
+    with os.fdopen(os.dup(fd), "rb") as fh:
+        fh.seek(0)
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise CheckpointError(
+            f"{what}: {weights.name} was changed after it was written (sha256 {actual[:12]}… but {CONFIG_NAME} "
+            f"records {expected[:12]}…): refusing to load it. Delete {weights.resolve()} (and its folder) so that "
+            "it is downloaded or converted again, or save the model there again.")
+    _write_stamp(st, expected)
 
 
 # Hashing a multi-GB file on every load would cost seconds, so a successful check is remembered with the file's
@@ -184,27 +201,25 @@ def _stamp_path(expected: str) -> Path:
     return zoo_cache_dir() / "verified" / f"{expected}.json"
 
 
-def _identity(path: Path) -> dict[str, Any]:
-    real = Path(os.path.realpath(path))
-    st = real.stat()
+def _identity(st: os.stat_result) -> dict[str, Any]:
     return {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "ctime_ns": st.st_ctime_ns}
 
 
-def _stamp_matches(path: Path, expected: str) -> bool:
+def _stamp_matches(st: os.stat_result, expected: str) -> bool:
     try:
-        return json.loads(_stamp_path(expected).read_text()) == _identity(path)
+        return json.loads(_stamp_path(expected).read_text()) == _identity(st)
     except (OSError, ValueError):
         return False
 
 
-def _write_stamp(path: Path, expected: str) -> None:
+def _write_stamp(st: os.stat_result, expected: str) -> None:
+    from .atomic import atomic_write_text
+
     stamp = _stamp_path(expected)
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stamp.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(_identity(path)))
-        os.replace(tmp, stamp)
+        atomic_write_text(stamp, json.dumps(_identity(st)))
     except OSError:  # a read-only cache only costs the hash next time
         pass
 
@@ -327,6 +342,18 @@ def converted_dir(entry: ModelEntry, config: Any, source_digest: str) -> Path:
     return zoo_cache_dir() / "converted" / safe / f"{source_digest[:16]}-{key}"
 
 
+def _remove_legacy_temps(parent: Path, max_age_s: float = 3600.0) -> None:
+    """Temp folders of conversions killed under zoo versions that named them ``.tmp-*`` (no pid to check)."""
+    import time
+
+    for tmp in parent.glob(".tmp-*") if parent.is_dir() else ():
+        try:
+            if time.time() - tmp.stat().st_mtime > max_age_s:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def load_converted(entry: ModelEntry, config: Any, convert: Callable[[Path], "Tokenizer"]) -> "Tokenizer":
     """A named model from its official file, converted at most once.
 
@@ -346,16 +373,9 @@ def load_converted(entry: ModelEntry, config: Any, convert: Callable[[Path], "To
         return load_verified(folder, what=f"{entry.name} (converted copy in {folder})")
     model = convert(source)
     model.name = entry.name
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-    try:
-        write_folder(model, tmp, extra={"source": {"repo": entry.hub_repo, "file": entry.hub_file,
-                                                   "revision": entry.hub_revision, "sha256": digest}})
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process converted it meanwhile: theirs is as good as ours
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    _remove_legacy_temps(folder.parent)
+    # staged beside `folder` under a name with our pid and swapped in atomically (zoo.atomic): a killed conversion
+    # leaves a temp folder that the next save here removes; a concurrent conversion publishes the same contents
+    write_folder(model, folder, extra={"source": {"repo": entry.hub_repo, "file": entry.hub_file,
+                                                  "revision": entry.hub_revision, "sha256": digest}})
     return model

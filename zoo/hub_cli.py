@@ -44,13 +44,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .loading import load
     from .registry import get_entry
 
+    from .outputs import output_dir
+
     entry = get_entry(args.model)
+    out = output_dir(args.output)
     model = load(entry.name, checkpoint=args.checkpoint)
-    out = Path(args.output)
     write_folder(model, out, extra={"source": {"file": Path(args.checkpoint).name,
                                                "sha256": file_sha256(args.checkpoint),
                                                "repo": entry.hub_repo, "revision": entry.hub_revision}})
-    render_card(card_info(model, entry)).save(str(out / CARD_NAME))
+    from .atomic import atomic_write_text
+
+    atomic_write_text(out / CARD_NAME, str(render_card(card_info(model, entry))))
     print(f"converted {args.checkpoint} ({entry.name}) -> {out}/ (config.json, model.safetensors, {CARD_NAME}); "
           f"load it with zoo.load({str(out)!r}) or push it with `zoo push {out} --repo USER/REPO`")
     return 0
@@ -59,16 +63,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from .cards import card_info_for, render_card
 
+    target = None
+    if args.output:
+        from .outputs import output_file
+
+        target = output_file(args.output)
     info = card_info_for(args.model, repo_id=args.repo)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     text = str(render_card(info))
-    if args.output:
-        from .files import prepare_output_file
+    if target is not None:
+        from .atomic import atomic_write_text
 
-        prepare_output_file(args.output).write_text(text)
-        print(f"wrote {args.output}")
+        atomic_write_text(target, text)
+        print(f"wrote {target}")
     else:
         print(text)
     return 0

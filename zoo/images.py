@@ -19,18 +19,64 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 # -------------------------------------------------------------------------------------------------------------
 # Reading
 # -------------------------------------------------------------------------------------------------------------
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file; corrupt or truncated files raise `InputError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image file not found: {path}")
+# Bounds checked from the header, before any pixel is decoded: memory stays bounded for any input file.
+MAX_PIXELS = int(os.environ.get("ZOO_MAX_IMAGE_PIXELS", 1 << 26))  # 67 M pixels (8192 x 8192)
+MAX_ASPECT = float(os.environ.get("ZOO_MAX_IMAGE_ASPECT", 64.0))  # long side / short side
+
+
+def check_image_size(width: int, height: int, what: str = "image") -> None:
+    """`InputError` for an empty image, one with more than `MAX_PIXELS` pixels, or a long side more than
+    `MAX_ASPECT` times the short one (bringing its short side to the model's resolution would blow up the long
+    one). Both bounds can be raised with ``ZOO_MAX_IMAGE_PIXELS`` / ``ZOO_MAX_IMAGE_ASPECT``."""
+    if width < 1 or height < 1:
+        raise InputError(f"{what} is empty ({width}x{height} pixels)")
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{what} is {width}x{height} = {width * height:,} pixels, more than the {MAX_PIXELS:,} "
+                         "the zoo decodes (set ZOO_MAX_IMAGE_PIXELS to allow more)")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InputError(f"{what} is {width}x{height} pixels: an aspect ratio beyond {MAX_ASPECT:g}:1 "
+                         "(set ZOO_MAX_IMAGE_ASPECT to allow more)")
+
+
+def decode_image(source: str | os.PathLike | bytes, what: str | None = None, draft: int | None = None) -> Image.Image:
+    """Open a file (path or bytes), check its size from the header, then decode it fully, honouring its EXIF
+    orientation. Anything wrong with the file (corrupt, truncated, not an image, a decompression bomb, too large)
+    raises `InputError` naming it. draft: JPEGs may be decoded at a reduced scale whose shorter side stays
+    at least `draft` (fast training reads)."""
+    label = what or (str(source) if not isinstance(source, bytes) else "(in-memory data)")
+    if isinstance(source, bytes):
+        import io
+
+        fp: Any = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"image file not found: {path}")
+        fp = path
     try:
-        with Image.open(path) as img:
+        with Image.open(fp) as img:
+            check_image_size(*img.size, what=f"image {label}")
+            if draft is not None and img.format == "JPEG":
+                w, h = img.size
+                scale = max(1.0, min(w, h) / draft)
+                img.draft("RGB", (int(w / scale), int(h / scale)))
             img.load()  # decode now, so truncated data fails here rather than later
-            img = ImageOps.exif_transpose(img)
-            return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"cannot read image {path}: {exc} (corrupt, truncated or not an image)") from None
+            out = ImageOps.exif_transpose(img)
+            return out.copy() if out is img else out
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"cannot read image {label}: {exc}") from None
+    except MemoryError:
+        raise InputError(f"cannot read image {label}: not enough memory to decode it") from None
+    except Exception as exc:  # Pillow's decoders raise many kinds (OSError, SyntaxError, struct.error, ...)
+        raise InputError(f"cannot read image {label}: {' '.join(str(exc).split()) or type(exc).__name__} "
+                         "(corrupt, truncated or not an image)") from None
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file; corrupt, truncated or oversized files raise `InputError` naming it."""
+    return decode_image(path)
 
 
 def pil_to_rgb(img: Image.Image) -> Image.Image:
@@ -65,6 +111,9 @@ def to_tensor(image: Any) -> Tensor:
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
     if isinstance(image, Image.Image):
+        check_image_size(*image.size)
+        if image.getexif().get(0x0112, 1) != 1:  # EXIF orientation: as a file path would be read
+            image = ImageOps.exif_transpose(image)
         arr = np.asarray(pil_to_rgb(image), dtype=np.uint8)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
     if isinstance(image, np.ndarray):
@@ -82,6 +131,7 @@ def _array_to_tensor(arr: np.ndarray) -> Tensor:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise InputError(f"an image array must be HxW or HxWxC with C in 1, 3, 4; got shape {arr.shape}")
+    check_image_size(arr.shape[1], arr.shape[0])
     if arr.dtype == np.uint8:
         x = arr.astype(np.float32) / 255.0
     elif arr.dtype == np.uint16:
@@ -115,6 +165,7 @@ def load_images(images: Any, size: int | None = None, crop: str = "center") -> T
     """
     if isinstance(images, Tensor) and images.dim() == 4:
         batch = images
+        check_image_size(int(batch.shape[-1]), int(batch.shape[-2]), "each image of the batch")
         if size is not None and tuple(batch.shape[-2:]) != (size, size):
             batch = torch.stack([prepare(img, size, crop) for img in batch])
         return batch
@@ -208,11 +259,12 @@ def to_pil(image: Tensor) -> Image.Image:
 
 def save_image(image: Tensor, path: str | os.PathLike) -> Path:
     """Write ``[3, H, W]`` as a PNG (atomically)."""
+    from .atomic import atomic_file
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    to_pil(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        to_pil(image).save(tmp, format="PNG")
     return path
 
 

@@ -24,14 +24,52 @@ def build(family: str, config: Any = None, **overrides: Any) -> Tokenizer:
     spec = get_family(family)
     values = dict(config_to_dict(config) if hasattr(config, "__dataclass_fields__") else (config or {}))
     values.update(overrides)
-    return spec.tokenizer_cls(config_from_dict(spec.config_cls, values, where=f"{family} config"))
+    cfg = config_from_dict(spec.config_cls, values, where=f"{family} config")
+    check_buildable(spec.tokenizer_cls, cfg, f"{family} config")
+    return spec.tokenizer_cls(cfg)
+
+
+MAX_PARAMETERS = 20_000_000_000
+
+
+def check_buildable(cls: type, config: Any, where: str) -> int:
+    """Build `cls(config)` on the meta device (no memory) and count its parameters: a config that cannot build
+    a model, or one of an absurd size, is a `ConfigError` before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            model = cls(config)
+        n = sum(p.numel() for p in model.parameters())
+    except ConfigError:
+        raise
+    except Exception as exc:  # a size that does not divide, a negative dimension, ...
+        raise ConfigError(f"{where} does not describe a buildable {cls.__name__}: "
+                          f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+    if n > MAX_PARAMETERS:
+        raise ConfigError(f"{where} describes a model of {n:,} parameters (more than {MAX_PARAMETERS:,}): check "
+                          "its sizes")
+    return n
 
 
 def _place(model: Tokenizer, device: Any, dtype: Any) -> Tokenizer:
     if dtype is not None and isinstance(dtype, str):
-        dtype = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
-    model = model.to(device=device, dtype=dtype) if (device or dtype) else model
+        names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+        if dtype not in names:
+            raise InputError(f"dtype={dtype!r} is not one of {sorted(names)}")
+        dtype = names[dtype]
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise InputError(f"dtype must be a floating torch.dtype or one of fp32/bf16/fp16, got {dtype!r}")
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise InputError(f"device={device!r} is not a device (cpu, cuda, cuda:1, mps, ...): {exc}") from None
+    if dtype is not None and isinstance(model, Tokenizer):
+        model.fingerprint  # of the weights as loaded: a dtype move keeps it (codes stay decodable)
+    try:
+        model = model.to(device=device, dtype=dtype) if (device or dtype) else model
+    except (RuntimeError, AssertionError) as exc:  # e.g. cuda:7 on a machine with one GPU, or no CUDA build
+        raise InputError(f"cannot move the model to {device}: {str(exc).splitlines()[0]}") from None
     return model.eval()
 
 
@@ -51,16 +89,39 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
                                        **overrides)
     spec = get_family(family)
     raw = load_file(checkpoint, spec.allow) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
-    state_dict, embedded_cfg = spec.extract(raw)
+    state_dict, embedded_cfg = _extract(spec, raw, str(checkpoint) if not isinstance(checkpoint, Mapping)
+                                        else "state dict")
     if isinstance(config, (str, os.PathLike)):
         official_cfg = read_config_file(config)
     elif config is None:
         official_cfg = embedded_cfg
     else:
         official_cfg = to_plain(config)
-    our_config = spec.config_from_official(official_cfg, state_dict, **overrides)
+    try:
+        our_config = spec.config_from_official(official_cfg, state_dict, **overrides)
+    except (ConfigError, CheckpointError, InputError):
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:  # a value of the wrong kind
+        raise ConfigError(f"{family}: the official config does not fit: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from None
     return _from_state_dict(spec, our_config, state_dict, source=str(checkpoint) if not isinstance(checkpoint, Mapping)
                             else "state dict", device=device, dtype=dtype)
+
+
+def _extract(spec: Any, raw: Any, source: str) -> tuple[Mapping, Any]:
+    """The family's state dict (and embedded config) of a loaded official file; odd contents are a CheckpointError."""
+    try:
+        state_dict, cfg = spec.extract(raw)
+    except (CheckpointError, ConfigError, InputError):
+        raise
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{source}: no {spec.name} state dict in it ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:200]})") from None
+    bad = [k for k, v in state_dict.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: its state dict holds {len(bad)} entries that are not named tensors, "
+                              f"e.g. {bad[0]!r}")
+    return state_dict, cfg
 
 
 def _from_state_dict(spec: Any, config: Any, official: Mapping, source: str, device: Any = None,
@@ -69,7 +130,13 @@ def _from_state_dict(spec: Any, config: Any, official: Mapping, source: str, dev
     from .convert.common import drop
 
     kept, _ = drop(official, spec.skip)
-    ours = spec.convert(kept, config)
+    try:
+        ours = spec.convert(kept, config)
+    except (CheckpointError, ConfigError, InputError):
+        raise
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{source} does not fit the {spec.name} converter: {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:300]}") from None
     return _place(materialize(spec.tokenizer_cls, config, ours, source), device, dtype)
 
 
@@ -79,6 +146,7 @@ def materialize(cls: type, config: Any, state_dict: Mapping, source: str) -> Tok
     No random initialisation runs (a large model loads as fast as its file reads); non-persistent buffers are
     rebuilt by a real construction when the model has any.
     """
+    check_buildable(cls, config, source)
     with torch.device("meta"):
         model = cls(config)
     check_state_dict(model, state_dict, source)
@@ -99,6 +167,9 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
         converted with the released config. Without it, the official file is resolved through the hub cache.
     """
     target = str(name_or_path)
+    if overrides and (target.startswith("hf://") or Path(target).is_dir()):
+        raise InputError(f"config overrides {sorted(overrides)} only apply to registered names loaded from their "
+                         f"official checkpoint; {target} is a saved folder with its own config.json")
     if target.startswith("hf://"):
         return load_hub_repo(target, device=device, dtype=dtype)
     path = Path(target)
@@ -115,6 +186,9 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     spec = get_family(entry.family)
     config = config_from_dict(spec.config_cls, {**entry.config, **overrides}, where=f"{entry.name} config")
     if checkpoint is None:
+        if entry.checkpoint_format == "zoo" and overrides:
+            raise InputError(f"config overrides {sorted(overrides)} do not apply to {entry.name}: it is stored "
+                             "in the zoo format with its own config")
         if entry.checkpoint_format == "zoo" and entry.extra.get("package_dir"):
             model = load_folder(Path(entry.extra["package_dir"]))
             model.name = entry.name
@@ -122,13 +196,14 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
         from .hub import load_converted  # the official file, converted once and kept in the zoo cache
 
         def convert(path: Path) -> Tokenizer:
-            return _from_state_dict(spec, config, spec.extract(load_file(path, spec.allow))[0], source=str(path))
+            return _from_state_dict(spec, config, _extract(spec, load_file(path, spec.allow), str(path))[0],
+                                    source=str(path))
 
         model = load_converted(entry, config, convert)
         model.name = entry.name
         return _place(model, device, dtype)
     raw = load_file(checkpoint, spec.allow)
-    state_dict, _ = spec.extract(raw)
+    state_dict, _ = _extract(spec, raw, str(checkpoint))
     model = _from_state_dict(spec, config, state_dict, source=str(checkpoint), device=device, dtype=dtype)
     model.name = entry.name
     return model
@@ -164,58 +239,118 @@ def load_hub_repo(repo: str, revision: str | None = None, cache_dir: str | os.Pa
 # Our own folder layout: config.json + model.safetensors
 # ---------------------------------------------------------------------------------------------------------------
 def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write `config.json` (family, config, name, zoo version) and `model.safetensors`, each atomically."""
+    """Write `config.json` (family, config, name, zoo version, ``weights_sha256``) and `model.safetensors`.
+
+    The pair is written into a private staging folder beside `directory` and swapped in atomically
+    (`zoo.atomic.staged_folder`): a reader sees the old pair or the new pair, never a mix, and concurrent saves into
+    one folder never collide (the last one wins). Other files already in `directory` are kept.
+    """
     from safetensors.torch import save_model
 
     from . import __version__
-    from .files import normal_mode
+    from .atomic import staged_folder
+    from .hub import DIGEST_KEY, file_sha256
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"cannot save a model to {directory}: it is a file, not a folder")
     meta = {"format": FORMAT, "family": model.family, "name": model.name, "zoo_version": __version__,
             "config": config_to_dict(model.config), **(extra or {})}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_model(model, str(tmp), metadata={"format": FORMAT, "family": model.family})
-    normal_mode(tmp)
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    tmp = directory / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, directory / CONFIG_NAME)
+    try:
+        with staged_folder(directory) as stage:
+            save_model(model, str(stage / WEIGHTS_NAME), metadata={"format": FORMAT, "family": model.family})
+            meta[DIGEST_KEY] = file_sha256(stage / WEIGHTS_NAME)
+            (stage / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:  # unwritable, a file where a folder is needed, disk full
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        raise InputError(f"cannot save a model to {directory}{where}: {exc.strerror or exc}") from None
     return directory
 
 
-def read_folder_config(directory: Path) -> dict:
+def read_folder_config(directory: Path, view: Any = None) -> dict:
+    """config.json of a folder written by `save_pretrained`, checked for its required entries."""
     cfg_path = directory / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{directory} has no {CONFIG_NAME}: not a folder written by save_pretrained")
     try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
+        text = view.read_bytes(CONFIG_NAME) if view is not None else cfg_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} has no {CONFIG_NAME}: not a folder written by save_pretrained") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {cfg_path}: {exc.strerror or exc}") from None
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{cfg_path} must hold a JSON object, got {type(meta).__name__}")
     for key in ("family", "config"):
         if key not in meta:
             raise CheckpointError(f"{cfg_path} has no {key!r} entry")
+    if not isinstance(meta["family"], str):
+        raise CheckpointError(f"{cfg_path}: 'family' must be a string, got {meta['family']!r}")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{cfg_path}: 'config' must be a JSON object, got {type(meta['config']).__name__}")
+    digest = meta.get("weights_sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
+        raise CheckpointError(f"{cfg_path}: 'weights_sha256' must be 64 hex digits, got {digest!r}")
+    if meta.get("name") is not None and not isinstance(meta["name"], str):
+        raise CheckpointError(f"{cfg_path}: 'name' must be a string or null, got {meta['name']!r}")
     return meta
 
 
-def load_folder(directory: str | os.PathLike) -> Tokenizer:
-    """Load a folder written by `save_pretrained`; strict: the weights must fit the config exactly."""
-    from safetensors.torch import load_file as st_load
+def load_folder(directory: str | os.PathLike, what: str | None = None) -> Tokenizer:
+    """Load a folder written by `save_pretrained`; strict: the weights must fit the config exactly, and their
+    sha256 must be the one config.json records.
+
+    The folder is opened once (`zoo.atomic.FolderView`), so config and weights come from the same save even while
+    another process saves into it; a save that swapped the folder mid-read is retried.
+    """
+    from .atomic import FolderView
 
     directory = Path(directory)
-    meta = read_folder_config(directory)
+    for attempt in range(10):
+        try:
+            view = FolderView(directory)
+        except FileNotFoundError:
+            raise CheckpointError(f"model folder not found: {directory}") from None
+        except NotADirectoryError:
+            raise CheckpointError(f"{directory} is not a folder") from None
+        try:
+            return _load_view(view, directory, what)
+        except CheckpointError:
+            if attempt < 9 and view.swapped():  # a writer replaced the folder while we read it: read the new one
+                continue
+            raise
+        finally:
+            view.close()
+    raise CheckpointError(f"{directory} keeps changing while it is read")  # pragma: no cover
+
+
+def _load_view(view: Any, directory: Path, what: str | None) -> Tokenizer:
+    from safetensors.torch import load_file as st_load
+
+    from .hub import DIGEST_KEY, verify_weights
+
+    meta = read_folder_config(directory, view)
     weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    try:
+        fd = view.open_fd(WEIGHTS_NAME)
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}") from None
+    if meta.get(DIGEST_KEY):
+        verify_weights(fd, meta[DIGEST_KEY], what or str(directory), weights)
     spec = get_family(meta["family"])
     try:
         config = config_from_dict(spec.config_cls, meta["config"], where=f"{directory / CONFIG_NAME}")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     try:
-        state_dict = st_load(str(weights))
+        state_dict = st_load(view.path_of(WEIGHTS_NAME))
     except Exception as exc:
         raise CheckpointError(f"corrupt or truncated weights file {weights}: {exc}") from None
-    model = materialize(spec.tokenizer_cls, config, state_dict, source=str(weights))
+    try:
+        model = materialize(spec.tokenizer_cls, config, state_dict, source=str(weights))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     model.name = meta.get("name")
+    model.weights_sha256 = meta.get(DIGEST_KEY)
     return model.eval()

@@ -49,8 +49,10 @@ def load_file(path: str | os.PathLike, allow: Sequence[Any] = ()) -> Any:
             f"{path} cannot be loaded safely (weights_only=True): {msg}. The zoo never unpickles arbitrary "
             "objects; if this is an official checkpoint, report the global it needs so it can be allow-listed."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"corrupt or truncated checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # torch.load on a file that is not a checkpoint raises anything (KeyError, ...)
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"corrupt or truncated checkpoint {path} (not a torch or safetensors checkpoint?): "
+                              f"{type(exc).__name__}: {text}") from None
 
 
 def _looks_like_safetensors(path: Path, head: bytes) -> bool:
@@ -97,8 +99,8 @@ def read_config_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"config file not found: {path}")
-    text = path.read_text()
     try:
+        text = path.read_text()
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except Exception as exc:
         raise CheckpointError(f"cannot parse config file {path}: {exc}") from None
@@ -165,6 +167,30 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], source:
         if mismatched:
             parts.append("shape mismatch: " + _short([f"{k} {got[k]} vs model {expected[k]}" for k in mismatched]))
         raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+    check_dtypes(model, state_dict, source)
+
+
+def check_dtypes(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> None:
+    """Raise `CheckpointError` for integer/bool tensors where the model has float ones (and the reverse), and
+    for floating tensors of more than one dtype (a stray fp16 tensor in an fp32 file would crash the forward)."""
+    wanted = model.state_dict()
+    wrong_kind = sorted(k for k, v in state_dict.items() if k in wanted
+                        and wanted[k].is_floating_point() != v.is_floating_point())
+    if wrong_kind:
+        k = wrong_kind[0]
+        raise CheckpointError(f"{source}: {len(wrong_kind)} tensor(s) have the wrong kind of dtype, e.g. {k} is "
+                              f"{state_dict[k].dtype} where the model has {wanted[k].dtype}: "
+                              f"{_short(wrong_kind, 4)}")
+    floats: dict[torch.dtype, list[str]] = {}
+    for k, v in state_dict.items():
+        if v.is_floating_point():
+            floats.setdefault(v.dtype, []).append(k)
+    if len(floats) > 1:
+        main = max(floats, key=lambda d: len(floats[d]))
+        stray = sorted(k for d, ks in floats.items() if d != main for k in ks)
+        raise CheckpointError(f"{source}: mixed floating dtypes: {len(floats[main])} tensor(s) are {main} but "
+                              f"{len(stray)} are not ({_short([f'{k} {state_dict[k].dtype}' for k in stray], 4)}); "
+                              "save all weights in one dtype")
 
 
 def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], source: str = "checkpoint") -> nn.Module:

@@ -9,10 +9,10 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..outputs import output_dir, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", default="report", help="report folder: report.json, report.md, samples.png, rd.png (created; default: report)")
     p.add_argument("--checkpoint", help="official checkpoint file (one registered name only)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--crop", choices=["center", "adm", "none"])
-    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--limit", type=positive_int, help="only the first N images")
     p.add_argument("--on-error", choices=["skip", "fail"], help="corrupt images: skip and count (default) or fail")
     p.add_argument("--ref-stats", help="reference statistics .npz: read if present (checked), else written")
     p.add_argument("--inception-weights", help="path of weights-inception-2015-12-05-6726825d.pth")
@@ -49,7 +49,12 @@ def load_suite(name: str) -> dict[str, Any]:
     from ..resources import suite_path
 
     path = suite_path(name)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"suite {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"suite {path} must be a YAML mapping of settings, got {type(data).__name__}")
     allowed = {"name", "description", "data", "metrics", "tokens", "crop", "batch_size", "limit", "baselines",
                "on_error", "ref_stats", "lpips_net"}
     bad = set(data) - allowed
@@ -69,7 +74,7 @@ def _split(text: Any) -> list[str]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..cli import _device, _parse_tokens
     from ..loading import load
-    from .report import write_report
+    from .report import mark_report_stale, write_report
     from .runner import ALL_METRICS, EvalConfig, Evaluator, dist_info
 
     suite = load_suite(args.suite) if args.suite else {}
@@ -85,11 +90,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = _split(pick("metrics", ",".join(ALL_METRICS)))
     tokens_text = pick("tokens", None)
     tokens = _parse_tokens(",".join(_split(tokens_text))) if tokens_text is not None else [None]
+    batch_size, limit = pick("batch_size", 16), pick("limit", None)
+    for key, value in (("batch_size", batch_size), ("limit", limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{key} must be a positive integer, got {value!r}")
     _init_distributed()
     rank, world = dist_info()
+    out = None
+    if rank == 0:  # before any work: a bad -o fails at once, and an older report stops looking current
+        out = output_dir(args.output)
+        mark_report_stale(out)
     config = EvalConfig(
-        metrics=tuple(metrics), batch_size=int(pick("batch_size", 16)), crop=pick("crop", "center"),
-        on_error=pick("on_error", "skip"), limit=pick("limit", None), ref_stats=pick("ref_stats", None),
+        metrics=tuple(metrics), batch_size=batch_size, crop=pick("crop", "center"),
+        on_error=pick("on_error", "skip"), limit=limit, ref_stats=pick("ref_stats", None),
         fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         lpips_net=pick("lpips_net", "alex"), lpips_weights=args.lpips_weights, progress=not args.quiet)
     evaluator = Evaluator(data, config)
@@ -119,7 +132,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         meta = {"data": evaluator.spec.describe() if evaluator.spec.kind != "files" else " ".join(data),
                 "suite": suite.get("name"), "processes": world, "command": "zoo eval " + " ".join(sys.argv[2:]),
                 "skipped_metrics": skipped}
-        written = write_report(results, args.output, meta)
+        written = write_report(results, out, meta)
         print(f"wrote {written['md']} and {written['json']}")
     _finish_distributed()
     return 0

@@ -8,7 +8,6 @@ held. Corrupt images are skipped and counted, or raise, by `on_error`.
 from __future__ import annotations
 
 import glob
-import io
 import logging
 import tarfile
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import InputError
-from ..images import IMAGE_SUFFIXES, list_image_files, prepare, to_tensor, to_uint8
+from ..images import IMAGE_SUFFIXES, decode_image, list_image_files, prepare, to_tensor, to_uint8
 from ..shards import existing_and_missing, share
 
 log = logging.getLogger(__name__)
@@ -142,12 +141,10 @@ class ImageStream(IterableDataset):
     def _decode(self, key: str, raw: Any) -> Tensor | None:
         try:
             if isinstance(raw, bytes):
-                with Image.open(io.BytesIO(raw)) as img:
-                    img.load()
-                    raw = img.copy()
+                raw = decode_image(raw, what=key)
             img = to_tensor(raw)
             return to_uint8(prepare(img, self.size, self.crop))
-        except (InputError, OSError, SyntaxError, ValueError) as exc:
+        except (InputError, OSError, SyntaxError, ValueError, MemoryError, Image.DecompressionBombError) as exc:
             if self.on_error == "fail":
                 raise InputError(f"cannot read image {key}: {exc} (use --on-error skip to skip corrupt images)") \
                     from None

@@ -20,10 +20,32 @@ COLUMNS = [("model", "model", "{}"), ("num_tokens", "tokens", "{}"), ("images", 
            ("dead", "dead codes", "{}"), ("images_per_s", "img/s", "{:.1f}")]
 
 
+REPORT_FILES = ("report.json", "report.md", "rd.png", "samples.png")
+RUNNING_MARK = "EVAL_RUNNING.txt"
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from ..atomic import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+def mark_report_stale(out: Path) -> None:
+    """Before an evaluation writes into `out`: move an earlier report aside (``previous/``) and leave a note that
+    a run is under way, so an interrupted run never leaves the old numbers looking like its own."""
+    import shutil
+    import time
+
+    old = [out / name for name in REPORT_FILES if (out / name).exists()]
+    if old:
+        previous = out / "previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir(exist_ok=True)
+        for path in old:
+            os.replace(path, previous / path.name)
+    _atomic_write(out / RUNNING_MARK, f"zoo eval started writing here at {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                  "and has not finished: no report.json means no complete result"
+                  + (" (the earlier report is in previous/)" if old else "") + ".\n")
 
 
 def versions() -> dict[str, str]:
@@ -114,10 +136,11 @@ def rd_plot(results: Sequence[dict], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    from ..atomic import atomic_file
+
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -138,4 +161,8 @@ def write_report(results: Sequence[dict], out: str | os.PathLike, meta: dict[str
     _atomic_write(out / "report.json", json.dumps({"meta": meta, "results": clean}, indent=2, default=str))
     _atomic_write(out / "report.md", markdown(clean, meta))
     written["json"], written["md"] = out / "report.json", out / "report.md"
+    import shutil
+
+    shutil.rmtree(out / "previous", ignore_errors=True)  # this run's report replaces it
+    (out / RUNNING_MARK).unlink(missing_ok=True)
     return written

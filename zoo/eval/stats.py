@@ -96,11 +96,12 @@ class ReferenceStats:
         """Write the ``.npz`` atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
-                 protocol=np.array(json.dumps(self.protocol, sort_keys=True)),
-                 extractor=np.array(json.dumps(self.extractor, sort_keys=True)))
-        os.replace(tmp, path)
+        from ..atomic import atomic_file
+
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:  # a file object: np.savez adds no suffix
+            np.savez(fh, mu=self.mu, sigma=self.sigma, n=np.int64(self.n),
+                     protocol=np.array(json.dumps(self.protocol, sort_keys=True)),
+                     extractor=np.array(json.dumps(self.extractor, sort_keys=True)))
         return path
 
     @classmethod

@@ -1,7 +1,7 @@
 """The generator interface: class labels in, `Codes` out; the paired tokenizer decodes them into images."""
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Sequence
 
 import torch
@@ -89,7 +89,13 @@ class Generator(nn.Module):
         unknown = sorted(set(changes) - known)
         if unknown:
             raise InputError(f"unknown sampler setting(s) {unknown}; known: {sorted(known)}")
-        chosen = replace(self.sampling, **changes)
+        from ..config import replace_config
+        from ..errors import ConfigError
+
+        try:  # checked by type and range: finite, not negative, one of the allowed names
+            chosen = replace_config(self.sampling, **changes)
+        except ConfigError as exc:
+            raise InputError(f"sampler setting {str(exc).replace('config.', '', 1)}") from None
         rng = None
         if seed is not None:
             rng = torch.Generator(device=self.device).manual_seed(int(seed))

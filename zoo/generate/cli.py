@@ -3,22 +3,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..errors import InputError
 from ..progress import progress
+from ..outputs import nonnegative_float, output_dir, output_file, positive_int
 
 
 def _classes(text: str) -> list[int]:
     try:
-        return [int(p) for p in text.split(",") if p.strip()]
+        classes = [int(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise InputError(f"--class takes integer class ids separated by commas, got {text!r}") from None
+    if not classes:
+        raise InputError(f"--class names no class id: {text!r}")
+    return classes
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
+    from ..atomic import atomic_write_text
     from ..cli import _device
     from ..images import make_grid, save_image
     from ..loading import load
@@ -34,18 +38,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.generator:
         raise InputError("zoo generate needs -g NAME (a registered generator or a folder; --list shows them)")
     device = _device(args.device)
+    out = output_dir(args.output)
     gen = load_generator(args.generator, checkpoint=args.checkpoint, device=device)
     tok_name = args.model or gen.tokenizer
     if tok_name is None:
         raise InputError(f"{args.generator} does not say which tokenizer decodes it: pass -m TOKENIZER")
     tok = load(tok_name, checkpoint=args.tokenizer_checkpoint, device=device)
     gen.check_tokenizer(tok)
-    classes = _classes(args.classes) if args.classes else [0]
+    classes = _classes(args.classes) if args.classes is not None else [0]
     n = args.num or len(classes)
     labels = [classes[i % len(classes)] for i in range(n)]
     gen.check_labels(labels)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in dict(num_steps=args.steps, guidance=args.guidance,
                                       temperature=args.temperature).items() if v is not None}
     rng_seed = args.seed
@@ -70,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     grid = save_image(make_grid(rows), out / "grid.png")
     meta = {"generator": gen.name or str(args.generator), "tokenizer": tok_name, "labels": labels,
             "seed": rng_seed, "batch_size": args.batch_size, "settings": {**vars(gen.sampling), **settings}}
-    (out / "samples.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / "samples.json", json.dumps(meta, indent=2) + "\n")
     print(f"wrote {n} image(s) and {grid} to {out}")
     return 0
 
@@ -79,6 +82,8 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from ..train.cli import resolve_recipe_path
     from .train import train_generator
 
+    if args.output:
+        output_dir(args.output)
     result = train_generator(resolve_recipe_path(args.recipe), args.set or [], output=args.output, quiet=args.quiet)
     print(f"generator: {result.output} (final loss {result.losses[-1]:.4f}); "
           f"sample it with: zoo generate -g {result.output}")
@@ -92,6 +97,7 @@ def cmd_eval_generator(args: argparse.Namespace) -> int:
     from .loading import load_generator
 
     device = _device(args.device)
+    target = output_file(args.output) if args.output else None
     gen = load_generator(args.generator, checkpoint=args.checkpoint, device=device)
     tok = load(args.model or gen.tokenizer, checkpoint=args.tokenizer_checkpoint, device=device)
     bar = progress(total=args.num, desc="gFID samples", unit="img", quiet=args.quiet)
@@ -101,11 +107,10 @@ def cmd_eval_generator(args: argparse.Namespace) -> int:
                             progress=lambda done, total: bar.update(done - bar.n))
     bar.close()
     text = json.dumps(result, indent=2, default=str) + "\n"
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(args.output) + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(args.output)
+    if target is not None:
+        from ..atomic import atomic_write_text
+
+        atomic_write_text(target, text)
     print(f"gFID {result['gfid']:.4f} ({result['n']} samples vs {result['reference_n']} reference images)")
     return 0
 
@@ -119,15 +124,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", help="tokenizer (default: the one the generator pairs with)")
     p.add_argument("--tokenizer-checkpoint", help="the tokenizer's official checkpoint file")
     p.add_argument("--class", dest="classes", help="class ids, e.g. 207,360 (ImageNet: 207 golden retriever)")
-    p.add_argument("-n", "--num", type=int, help="number of images (labels cycle through --class; default one each)")
+    p.add_argument("-n", "--num", type=positive_int,
+                   help="number of images (labels cycle through --class; default one each)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="sampling steps (default: the published setting)")
-    p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
-    p.add_argument("--temperature", type=float, help="sampling temperature (MaskGIT: randomize_temperature)")
+    p.add_argument("--steps", type=positive_int, help="sampling steps (default: the published setting)")
+    p.add_argument("--guidance", type=nonnegative_float, help="classifier-free guidance scale (finite, >= 0)")
+    p.add_argument("--temperature", type=nonnegative_float,
+                   help="sampling temperature (MaskGIT: randomize_temperature; finite, >= 0)")
     p.add_argument("-o", "--output", default="samples",
                    help="folder for the PNGs, grid.png and samples.json (created; default: samples)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--list", action="store_true", help="list the registered generators")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_generate)
@@ -141,9 +148,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-m", "--model", help="tokenizer (default: the one the generator pairs with)")
     p.add_argument("--tokenizer-checkpoint")
     p.add_argument("--ref-stats", required=True, help="reference statistics .npz (zoo eval --ref-stats)")
-    p.add_argument("-n", "--num", type=int, default=50_000)
+    p.add_argument("-n", "--num", type=positive_int, default=50_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--batch-size", type=positive_int, default=50)
     p.add_argument("--fid-extractor", default="inception")
     p.add_argument("--inception-weights")
     p.add_argument("--device", default="auto")

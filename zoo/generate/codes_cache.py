@@ -47,15 +47,14 @@ def _digest(tokenizer: Tokenizer, settings: dict[str, Any]) -> str:
 def save_code_cache(path: Path, codes: Codes, labels: Tensor, meta: dict[str, Any]) -> Path:
     from safetensors.torch import save_file
 
-    from ..files import normal_mode
 
     info = {"codebook_sizes": list(codes.codebook_sizes or ()), "grid": codes.grid, "model": codes.model, **meta}
-    tmp = path.with_suffix(".tmp")
+    from ..atomic import atomic_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"indices": codes.indices.contiguous(), "labels": labels.long().contiguous()}, str(tmp),
-              metadata={"zoo": json.dumps(info)})
-    normal_mode(tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        save_file({"indices": codes.indices.contiguous(), "labels": labels.long().contiguous()}, str(tmp),
+                  metadata={"zoo": json.dumps(info)})
     return path
 
 

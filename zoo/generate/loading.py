@@ -158,20 +158,16 @@ def save_generator(gen: Generator, directory: str | os.PathLike, extra: Mapping[
     from safetensors.torch import save_model
 
     from .. import __version__
-    from ..files import normal_mode
+
+    from ..atomic import staged_folder
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "family": gen.family, "name": gen.name, "tokenizer": gen.tokenizer,
             "config": asdict(gen.config), "sampling": asdict(gen.sampling), "zoo_version": __version__,
             **(extra or {})}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_model(gen, str(tmp), metadata={"format": FORMAT})
-    normal_mode(tmp)
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    tmp = directory / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, directory / CONFIG_NAME)
+    with staged_folder(directory) as stage:  # the pair appears at once (zoo.atomic)
+        save_model(gen, str(stage / WEIGHTS_NAME), metadata={"format": FORMAT})
+        (stage / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return directory
 
 

@@ -20,7 +20,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
     from .trainer import train
 
+    from ..outputs import output_dir
+
     path = resolve_recipe_path(args.recipe)
+    if args.output and not args.check:
+        output_dir(args.output)
     if args.check:
         rec = load_recipe(path, args.set or [])
         if args.output:

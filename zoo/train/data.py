@@ -9,9 +9,9 @@ batch without a distributed sampler.
 from __future__ import annotations
 
 import fnmatch
-import io
 import itertools
 import json
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,7 +22,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import ConfigError, InputError
-from ..images import list_image_files, pil_to_rgb
+from ..images import decode_image, list_image_files, pil_to_rgb
 from ..shards import expand_braces
 from .recipe import DataConfig
 
@@ -114,11 +114,10 @@ def _files_source(cfg: DataConfig) -> ImageSource:
         value = entries[i][1]
         if isinstance(value, str):
             return Image.fromarray(skimage_photo(value))
-        with Image.open(value) as img:
-            # JPEG: decode at a reduced scale (fast), never below the largest shorter side a crop may need
-            need = max(cfg.crop_size, *(cfg.resize_range or ()), cfg.cache_shorter or 0)
-            img.draft("RGB", (need, need))
-            return pil_to_rgb(img.copy() if img.mode != "P" else img.convert("RGBA"))
+        # JPEG: decode at a reduced scale (fast), never below the largest shorter side a crop may need
+        need = max(cfg.crop_size, *(cfg.resize_range or ()), cfg.cache_shorter or 0)
+        img = decode_image(value, draft=need)
+        return pil_to_rgb(img if img.mode != "P" else img.convert("RGBA"))
 
     captioner = None
     if cfg.captions:
@@ -169,9 +168,11 @@ def _webdataset_source(cfg: DataConfig) -> ImageSource:
         tar = handles.get(shard)
         if tar is None:
             tar = handles[shard] = tarfile.open(shard)
-        data = tar.extractfile(name).read()
-        with Image.open(io.BytesIO(data)) as img:
-            return pil_to_rgb(img.copy())
+        try:
+            data = tar.extractfile(name).read()
+        except (tarfile.TarError, OSError, AttributeError) as exc:
+            raise InputError(f"cannot read {shard}/{name}: {exc}") from None
+        return pil_to_rgb(decode_image(data, what=f"{shard}/{name}"))
 
     def caption(i: int) -> str:
         shard, name = members[i]
@@ -222,8 +223,13 @@ def _hf_source(cfg: DataConfig) -> ImageSource:
                           f"columns: {ds.column_names}")
 
     def read(i: int) -> Image.Image:
-        img = ds[i][cfg.hf_image_key]
-        return pil_to_rgb(img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img)))
+        try:
+            img = ds[i][cfg.hf_image_key]
+            return pil_to_rgb(img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img)))
+        except InputError:
+            raise
+        except Exception as exc:  # a corrupt row: the datasets decoder raises what PIL raises
+            raise InputError(f"cannot read {name}[{i}]: {' '.join(str(exc).split())}") from None
 
     def caption(i: int) -> str:
         return str(ds[i][cfg.hf_text_key])
@@ -277,6 +283,7 @@ class CropDataset(torch.utils.data.Dataset):
         self.source, self.cfg, self.seed = source, cfg, seed
         self._cache: dict[int, Image.Image] = {}
         self._perms: dict[int, list[int]] = {}
+        self.skipped: set[int] = set()  # items that could not be read (see `readable_image`)
 
     def __len__(self) -> int:  # the sample stream is endless; DataLoader only needs indexing
         return 2 ** 62
@@ -300,11 +307,28 @@ class CropDataset(torch.utils.data.Dataset):
             img = self._cache[i] = _shrink(self.source.read(i), self.cfg.cache_shorter)
         return img
 
+    def readable_image(self, i: int) -> tuple[int, Image.Image]:
+        """Item i's image, or, when it cannot be read (corrupt, truncated, too large: the same bad-image policy as
+        ``zoo eval``), the next readable item's: the bad one is skipped, counted in `skipped` (this process)
+        and reported once on stderr. Deterministic, so a resumed run reads exactly what it would have read."""
+        N = len(self.source)
+        for k in range(N):
+            j = (i + k) % N
+            if j in self.skipped:
+                continue
+            try:
+                return j, self.image(j)
+            except InputError as exc:
+                self.skipped.add(j)
+                print(f"[zoo train] skipping an unreadable training image ({len(self.skipped)} so far): {exc}",
+                      file=sys.stderr, flush=True)
+        raise InputError(f"none of the {N} training images can be read")
+
     def __getitem__(self, n: int) -> Tensor | tuple[Tensor, str]:
         """The crop ``[3, S, S]``; with ``captions``, ``(crop, caption)`` (batches: ``[B, 3, S, S]``, B strings)."""
         gen = torch.Generator().manual_seed((self.seed + 1) * 7_919_000_001 + n)
-        i = self.item_of(n)
-        crop = make_crop(self.image(i), self.cfg, gen)
+        i, img = self.readable_image(self.item_of(n))
+        crop = make_crop(img, self.cfg, gen)
         return (crop, self.source.caption(i)) if self.cfg.captions else crop
 
 

@@ -35,6 +35,28 @@ class TrainLogger:
         if mode in ("auto", "tensorboard") and "tensorboard" not in self.trackers:
             self.echo(f"tensorboard is not installed: logging to {self.path} only (pip install tensorboard)")
 
+    def rewind(self, step: int) -> int:
+        """Drop the rows logged after `step` (a run killed after its last checkpoint logged steps that the
+        resumed run logs again); returns how many were dropped. The file is rewritten atomically."""
+        if not self.main or not self.path.is_file():
+            return 0
+        from ..atomic import atomic_write_text
+
+        kept, dropped = [], 0
+        for line in self.path.read_text().splitlines():
+            try:
+                row_step = json.loads(line).get("step")
+            except (ValueError, AttributeError):
+                dropped += 1  # a line cut short by the kill
+                continue
+            if isinstance(row_step, int) and row_step > step:
+                dropped += 1
+                continue
+            kept.append(line)
+        if dropped:
+            atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
+        return dropped
+
     def echo(self, text: str) -> None:
         if self.main and not self.quiet:
             log.info("%s", text)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..config import config_to_dict
 from ..errors import ConfigError
+from ..outputs import output_dir
 from .adapters import StepOutput, freeze, get_adapter
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import build_stream
@@ -204,7 +205,7 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     main = accelerator.is_main_process
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        output_dir(out, "output")
         _write_recipe(rec, out / "recipe.yaml")
 
     # ---- model, stage, losses ----
@@ -278,9 +279,11 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
             if f"usage_window.{i}" in tensors:
                 window_counts[i] = tensors[f"usage_window.{i}"].double()
         accelerator.step = step * rec.train.grad_accum  # accumulation boundaries stay where they were
+        logger.rewind(step)  # steps logged after this checkpoint are logged again by this run
         logger.echo(f"resumed from {ckpt} at step {step} (data position {stream.position})")
     elif resume:
         logger.echo(f"--resume: no checkpoint in {out}; starting at step 0")
+        logger.rewind(0)
     logger.echo(f"{rec.family}: {sum(p.numel() for p in raw.parameters()):,} parameters "
                 f"({len(frozen)} frozen tensors), {world} process(es) on {device}, "
                 f"global batch {rec.data.batch_size * world * rec.train.grad_accum}, logs: {'+'.join(logger.trackers)}")
@@ -409,6 +412,8 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
         model_dir = _export(accelerator, rec, model, ema, out)
         if main:
             logger.echo(f"done: step {step}; model in {model_dir} (zoo.load('{model_dir}'))")
+            if stream.dataset.skipped:
+                logger.echo(f"{len(stream.dataset.skipped)} unreadable training image(s) were skipped")
     logger.close()
     accelerator.wait_for_everyone()
     _release(accelerator)
