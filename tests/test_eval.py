@@ -362,10 +362,14 @@ state = PartialState()  # gloo on CPU: rank and world size from torchrun
 assert dist.is_initialized() and dist.get_world_size() == 2
 config = EvalConfig(metrics=("rfid", "psnr", "ssim", "usage"), batch_size=1, fid_extractor=TinyExtractor())
 res = Evaluator(data, config).run(zoo.load(model_dir))
-if state.is_main_process:
-    with open(out + ".tmp", "w") as fh:
-        json.dump({k: v for k, v in res.items() if not k.startswith("_")}, fh)
-    os.replace(out + ".tmp", out)
+# every process writes its own (all-reduced) result under its torch.distributed rank. Not `state.is_main_process`:
+# in this CPU/gloo setup accelerate's PartialState reported process_index 0 on rank 1 too, so both processes wrote
+# one file at once (the intermittent failure of this test)
+rank = dist.get_rank()
+tmp = f"{out}.rank{rank}.{os.getpid()}.tmp"
+with open(tmp, "w") as fh:
+    json.dump({k: v for k, v in res.items() if not k.startswith("_")}, fh)
+os.replace(tmp, f"{out}.rank{rank}")
 state.wait_for_everyone()
 # Exit without interpreter finalization. Gloo's C++ worker threads can still hold finished work objects whose
 # tensors have Python references; freeing them during finalization needs the GIL of an interpreter being torn
@@ -401,7 +405,8 @@ def test_two_processes_equal_one(files, tmp_path):
            str(script), str(files["model"]), data, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    two = json.loads(out.read_text())
+    two, other = (json.loads(Path(f"{out}.rank{r}").read_text()) for r in (0, 1))
+    assert two == other  # both processes hold the same reduced numbers
     assert two["images"] == one["images"] == 8
     for key in ("psnr", "ssim", "rfid", "bits_per_image"):
         assert two[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
