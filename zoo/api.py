@@ -330,6 +330,7 @@ class TokenizerSpec:
     scales: tuple[int, ...] | None = None
     token_choices: tuple[int, ...] | None = None  # allowed budgets when not every count in [min, max] is
     code_dim: int | None = None
+    eval_crop: str = "center"  # the official evaluation crop (zoo.images.CROP_PROTOCOLS): "center" or "adm"
 
     @property
     def num_groups(self) -> int:
@@ -350,7 +351,7 @@ class TokenizerSpec:
             "token_choices": list(self.token_choices) if self.token_choices else None,
             "groups": self.num_groups, "codebook_sizes": list(self.codebook_sizes), "code_dim": self.code_dim,
             "grid": list(self.grid) if self.grid else None, "scales": list(self.scales) if self.scales else None,
-            "bits_per_token": self.bits_per_token,
+            "bits_per_token": self.bits_per_token, "eval_crop": self.eval_crop,
             "bytes_per_image_at_max": self.max_tokens * self.bits_per_token / 8,
         }
 
@@ -392,7 +393,7 @@ def check_images(images: Any, image_size: int | None = None) -> Tensor:
     if image_size is not None and tuple(images.shape[-2:]) != (image_size, image_size):
         raise InputError(
             f"this tokenizer takes {image_size}x{image_size} images, got {images.shape[-2]}x{images.shape[-1]}; "
-            f"use zoo.images.center_crop_resize(..., {image_size}) (the evaluation protocol's resize and crop)"
+            f"use zoo.images.load_images(..., size={image_size}) (the evaluation protocol's resize and crop)"
         )
     return images
 

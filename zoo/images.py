@@ -7,7 +7,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
@@ -155,13 +154,33 @@ def _array_to_tensor(arr: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1).contiguous()
 
 
+# The evaluation crops, by name: what each family's official evaluation code does to an image file. Written into
+# every evaluation report. Both run Pillow on the decoded 8-bit image, exactly as the official pipelines do.
+CROP_PROTOCOLS: dict[str, str] = {
+    "center": "torchvision Resize(size, BICUBIC) + CenterCrop(size) on the PIL image: Pillow bicubic, shorter side "
+              "to size, longer side int(size*long/short); crop offset int(round((H-size)/2)) "
+              "(TiTok, One-D-Piece, MaskGIT-VQGAN, UniTok, ALIT)",
+    "adm": "ADM center_crop_arr: Pillow BOX halving while the shorter side >= 2*size, Pillow BICUBIC shorter side to "
+           "size (round), crop offset (H-size)//2 (ImageFolder)",
+    "none": "as is (must be size x size)",
+}
+
+
+def describe_crop(crop: str) -> str:
+    """The one-line description of a crop protocol (for reports); unknown names raise `InputError`."""
+    if crop not in CROP_PROTOCOLS:
+        raise InputError(f"unknown crop protocol {crop!r}; use {', '.join(repr(c) for c in CROP_PROTOCOLS)}")
+    return CROP_PROTOCOLS[crop]
+
+
 def load_images(images: Any, size: int | None = None, crop: str = "center") -> Tensor:
     """Many images -> a batch float ``[B, 3, S, S]`` in [0, 1].
 
     images: one or a list of paths / PIL images / arrays / tensors, or a float batch tensor ``[B, 3, H, W]``.
-    size: the model's resolution; each image is brought to it with `crop`: "center" (shorter side to `size`,
-        bicubic with antialias, then centre crop: the tokenizer evaluation protocol), "adm" (ADM's centre crop)
-        or "none" (must already be size x size).
+    size: the model's resolution; each image is brought to it with `crop` (see `CROP_PROTOCOLS`): "center"
+        (torchvision ``Resize(size, BICUBIC) + CenterCrop(size)`` on the PIL image: the TiTok / One-D-Piece /
+        UniTok / ALIT evaluation pipeline), "adm" (ADM's ``center_crop_arr``: ImageFolder) or "none" (must
+        already be size x size). A file gives bit for bit the official pipeline's tensor.
     """
     if isinstance(images, Tensor) and images.dim() == 4:
         batch = images
@@ -173,58 +192,91 @@ def load_images(images: Any, size: int | None = None, crop: str = "center") -> T
         images = [images]
     if len(images) == 0:
         raise InputError("no images given")
-    tensors = [to_tensor(img) for img in images]
-    if size is not None:
-        tensors = [prepare(t, size, crop) for t in tensors]
+    tensors = [to_tensor(img) if size is None else prepare(img, size, crop) for img in images]
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) > 1:
         raise InputError(f"images have different sizes {sorted(shapes)}; pass size= to bring them to one")
     return torch.stack(tensors)
 
 
-def prepare(image: Tensor, size: int, crop: str = "center") -> Tensor:
-    """``[3, H, W]`` -> ``[3, size, size]`` with the named protocol."""
-    if crop == "center":
-        return center_crop_resize(image, size)
-    if crop == "adm":
-        return adm_center_crop(image, size)
-    if crop == "none":
-        if tuple(image.shape[-2:]) != (size, size):
-            raise InputError(f"image is {image.shape[-2]}x{image.shape[-1]}, expected {size}x{size} (crop='none')")
-        return image
-    raise InputError(f"unknown crop protocol {crop!r}; use 'center', 'adm' or 'none'")
+def prepare(image: Any, size: int, crop: str = "center") -> Tensor:
+    """One image (path, PIL image, array, ``[3, H, W]`` tensor) -> float ``[3, size, size]`` with the named protocol.
 
-
-def center_crop_resize(image: Tensor, size: int) -> Tensor:
-    """Shorter side to `size` (bicubic, antialias; values clamped to [0, 1]), then the centre ``size x size`` crop.
-
-    This is the TiTok / One-D-Piece / UniTok evaluation resize: ``Resize(size, bicubic, antialias) + CenterCrop``.
+    8-bit images (files, PIL images, uint8 arrays, float tensors on the k/255 grid) go through Pillow in RGB mode,
+    exactly as the official code; other float images through the same Pillow filters on float32 planes.
     """
-    squeeze = image.dim() == 3
-    x = image[None] if squeeze else image
-    h, w = x.shape[-2:]
-    if min(h, w) != size:
-        scale = size / min(h, w)
-        # torchvision's Resize(int) truncates the long side the same way
-        nh, nw = (size, int(w * scale)) if h <= w else (int(h * scale), size)
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1)
-    h, w = x.shape[-2:]
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-    x = x[..., top:top + size, left:left + size]
-    return x[0] if squeeze else x
+    describe_crop(crop)
+    if crop == "none":
+        t = to_tensor(image)
+        if tuple(t.shape[-2:]) != (size, size):
+            raise InputError(f"image is {t.shape[-2]}x{t.shape[-1]}, expected {size}x{size} (crop='none')")
+        return t
+    planes = _pillow_planes(image)
+    planes = _resize_center_crop(planes, size) if crop == "center" else _adm_center_crop(planes, size)
+    return _planes_to_tensor(planes)
 
 
-def adm_center_crop(image: Tensor | Image.Image, size: int) -> Tensor:
-    """ADM's ``center_crop_arr``: BOX-halve while the short side ≥ 2·size, PIL bicubic, then centre crop."""
-    pil = image if isinstance(image, Image.Image) else to_pil(image)
-    pil = pil_to_rgb(pil)
-    while min(*pil.size) >= 2 * size:
-        pil = pil.resize(tuple(x // 2 for x in pil.size), resample=Image.BOX)
-    scale = size / min(*pil.size)
-    pil = pil.resize(tuple(round(x * scale) for x in pil.size), resample=Image.BICUBIC)
-    arr = np.asarray(pil)
-    top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
-    return to_tensor(arr[top:top + size, left:left + size])
+def center_crop_resize(image: Any, size: int) -> Tensor:
+    """The "center" protocol on one image: ``[3, H, W]`` (or a path / PIL image / array) -> ``[3, size, size]``."""
+    if isinstance(image, Tensor) and image.dim() == 4:
+        return torch.stack([prepare(x, size, "center") for x in image])
+    return prepare(image, size, "center")
+
+
+def adm_center_crop(image: Any, size: int) -> Tensor:
+    """ADM's ``center_crop_arr`` on one image -> ``[3, size, size]``."""
+    return prepare(image, size, "adm")
+
+
+# One image as Pillow planes: [an RGB image] for 8-bit pixels, or three float32 "F" images (the same Pillow
+# resampling code, without the 8-bit rounding) for float pixels that are not on the k/255 grid.
+def _pillow_planes(image: Any) -> list[Image.Image]:
+    if isinstance(image, (str, os.PathLike)):
+        image = open_image(image)
+    if isinstance(image, Image.Image):
+        return [pil_to_rgb(image)]
+    t = to_tensor(image)  # [3, H, W] float32 in [0, 1]
+    levels = (t * 255).round()
+    if torch.equal(levels / 255, t):
+        return [Image.fromarray(levels.to(torch.uint8).permute(1, 2, 0).numpy(), "RGB")]
+    return [Image.fromarray(c.numpy(), "F") for c in t.float().contiguous()]
+
+
+def _planes_to_tensor(planes: list[Image.Image]) -> Tensor:
+    if len(planes) == 1:
+        return to_tensor(planes[0])
+    arr = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
+    return torch.from_numpy(arr).clamp_(0.0, 1.0)
+
+
+def _resize(planes: list[Image.Image], wh: tuple[int, int], resample: int) -> list[Image.Image]:
+    return [p.resize(wh, resample=resample) for p in planes]
+
+
+def _crop(planes: list[Image.Image], left: int, top: int, size: int) -> list[Image.Image]:
+    return [p.crop((left, top, left + size, top + size)) for p in planes]
+
+
+def _resize_center_crop(planes: list[Image.Image], size: int) -> list[Image.Image]:
+    """torchvision ``Resize(size, BICUBIC)`` then ``CenterCrop(size)`` on PIL images (their size and offset rules)."""
+    w, h = planes[0].size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long / short)
+    nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (nw, nh) != (w, h):
+        planes = _resize(planes, (nw, nh), Image.BICUBIC)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return _crop(planes, left, top, size)
+
+
+def _adm_center_crop(planes: list[Image.Image], size: int) -> list[Image.Image]:
+    """ADM ``center_crop_arr``: BOX-halve while the shorter side >= 2*size, bicubic to size (round), floor offsets."""
+    while min(*planes[0].size) >= 2 * size:
+        planes = _resize(planes, tuple(x // 2 for x in planes[0].size), Image.BOX)
+    scale = size / min(*planes[0].size)
+    planes = _resize(planes, tuple(round(x * scale) for x in planes[0].size), Image.BICUBIC)
+    w, h = planes[0].size
+    return _crop(planes, (w - size) // 2, (h - size) // 2, size)
 
 
 def list_image_files(paths: Iterable[str | os.PathLike], recursive: bool = True) -> list[Path]:

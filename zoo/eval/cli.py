@@ -30,7 +30,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="official checkpoint file (one registered name only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--crop", choices=["center", "adm", "none"])
+    p.add_argument("--crop", choices=["auto", "center", "adm", "none"],
+                   help="evaluation crop: auto (default: each model's official one; ImageFolder 'adm', others "
+                        "'center'), center (torchvision Resize bicubic + CenterCrop on the PIL image), adm, none")
     p.add_argument("--limit", type=positive_int, help="only the first N images")
     p.add_argument("--on-error", choices=["skip", "fail"], help="corrupt images: skip and count (default) or fail")
     p.add_argument("--ref-stats", help="reference statistics .npz: read if present (checked), else written")
@@ -38,7 +40,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fid-extractor", help="'inception' (default) or package.module:factory")
     p.add_argument("--lpips-net", choices=["alex", "vgg"])
     p.add_argument("--lpips-weights", help="path of alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
-    p.add_argument("--baselines", help="codecs at matched bytes for rate–distortion: jpeg,webp")
+    p.add_argument("--baselines", help="codecs at the tokenizer's bytes for rate–distortion: jpeg,webp (highest "
+                                       "quality at or below the bytes, plus PSNR interpolated at exactly them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 
@@ -101,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = output_dir(args.output)
         mark_report_stale(out)
     config = EvalConfig(
-        metrics=tuple(metrics), batch_size=batch_size, crop=pick("crop", "center"),
+        metrics=tuple(metrics), batch_size=batch_size, crop=pick("crop", "auto"),
         on_error=pick("on_error", "skip"), limit=limit, ref_stats=pick("ref_stats", None),
         fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         lpips_net=pick("lpips_net", "alex"), lpips_weights=args.lpips_weights, progress=not args.quiet)
@@ -126,7 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     codecs = _split(pick("baselines", None))
     for codec in codecs:
         for r in [r for r in results if r.get("family") != "codec"]:
-            results.append(evaluator.run_codec(codec, r["image_size"], r["bits_per_image"] / 8))
+            results.append(evaluator.run_codec(codec, r["image_size"], r["bits_per_image"] / 8, r.get("crop")))
             _echo(results[-1], rank, args.quiet)
     if rank == 0:
         meta = {"data": evaluator.spec.describe() if evaluator.spec.kind != "files" else " ".join(data),

@@ -56,8 +56,7 @@ def parse_data(paths: str | Sequence[str]) -> DataSpec:
     if len(paths) == 1 and paths[0].startswith("hf:"):
         _, name, *rest = paths[0].split(":")
         return DataSpec("hf", (name,), rest[0] if rest else "validation")
-    if len(paths) == 1 and Path(paths[0]).is_dir() and (Path(paths[0]) / "dataset_info.json").exists() or \
-            len(paths) == 1 and Path(paths[0]).is_dir() and (Path(paths[0]) / "dataset_dict.json").exists():
+    if len(paths) == 1 and _saved_to_disk(Path(paths[0])):
         return DataSpec("hf", (paths[0],), "validation")
     expanded: list[str] = []
     missing: list[str] = []
@@ -157,6 +156,11 @@ def _tar_members(shard: str) -> Iterator[tuple[str, Callable[[], bytes]]]:
         for member in tar:
             if member.isfile() and Path(member.name).suffix.lower() in IMAGE_SUFFIXES:
                 yield f"{shard}/{member.name}", lambda member=member: tar.extractfile(member).read()
+def _saved_to_disk(path: Path) -> bool:
+    """A folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict); other folders (parquet,
+    image folders) are loaded by name with ``load_dataset``."""
+    return path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "state.json",
+                                                              "dataset_dict.json"))
 
 
 def _hf_items(spec: DataSpec) -> Iterator[tuple[str, Any]]:
@@ -165,7 +169,7 @@ def _hf_items(spec: DataSpec) -> Iterator[tuple[str, Any]]:
     except ImportError:
         raise InputError("Hugging Face datasets input needs `pip install datasets`") from None
     name = spec.items[0]
-    if Path(name).is_dir():
+    if _saved_to_disk(Path(name)):
         ds = datasets.load_from_disk(name)
         if isinstance(ds, datasets.DatasetDict):
             if spec.split not in ds:

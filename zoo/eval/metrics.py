@@ -1,4 +1,5 @@
-"""Per-image quality metrics on torchmetrics (PSNR, SSIM, LPIPS) and codebook usage, as mergeable sums.
+"""Per-image quality metrics (PSNR and SSIM as scikit-image computes them, LPIPS with torchmetrics' network) and
+codebook usage, as mergeable sums.
 
 All image metrics take uint8 ``[B, 3, H, W]`` pairs (originals and rounded reconstructions), so every number
 is computed on the pixels that would be saved.
@@ -9,6 +10,7 @@ import math
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..api import Codes
@@ -18,20 +20,55 @@ from .weights import load_state_dict, resolve
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
-    """PSNR in dB per image (data range 255) between uint8 batches -> float64 ``[B]``."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
+    """PSNR in dB per image (data range 255, MSE over all channels and pixels) between uint8 batches ``[B, 3, H, W]``
+    -> float64 ``[B]``; scikit-image's ``peak_signal_noise_ratio(data_range=255)``. Identical images: 100 dB."""
     x, y = a.double(), b.double()
-    out = peak_signal_noise_ratio(x, y, data_range=255.0, reduction="none", dim=(1, 2, 3))
-    return out.clamp_max(100.0)  # identical images: report 100 dB instead of inf
+    mse = (x - y).pow(2).flatten(1).mean(1)
+    out = 10 * torch.log10(255.0 ** 2 / mse.clamp_min(1e-300))
+    return torch.where(mse > 0, out, torch.full_like(out, 100.0)).clamp_max(100.0)
+
+
+SSIM_WINDOW = 11  # Gaussian taps (radius int(3.5 * sigma + 0.5) = 5, scikit-image's truncate=3.5)
+SSIM_SIGMA = 1.5
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def _gaussian_window(sigma: float, radius: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """scipy.ndimage's 1-D Gaussian kernel: exp(-x²/2σ²) on -radius..radius, normalised to sum 1 -> ``[2r+1]``."""
+    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
 
 
 def ssim(a: Tensor, b: Tensor) -> Tensor:
-    """SSIM per image (Gaussian 11x11, sigma 1.5, on [0, 1]) between uint8 batches -> float64 ``[B]``."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
+    """SSIM per image between uint8 batches ``[B, 3, H, W]`` -> float64 ``[B]`` (Wang et al. 2004).
 
-    x, y = a.double() / 255, b.double() / 255
-    return structural_similarity_index_measure(x, y, data_range=1.0, reduction="none").double()
+    Gaussian 11x11 window, sigma 1.5, K1 0.01, K2 0.03, data range 255, population (co)variances, computed per
+    channel on the pixels whose whole window lies inside the image, then averaged over pixels and channels: exactly
+    scikit-image's ``structural_similarity(channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)``. (torchmetrics' SSIM also averages the reflection-padded border, which moves
+    the value by up to a few 1e-2 on small images.)
+    """
+    x, y = a.double(), b.double()
+    if x.shape != y.shape or x.dim() != 4:
+        raise InputError(f"SSIM needs two batches of the same shape [B, C, H, W], got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
+    radius = int(3.5 * SSIM_SIGMA + 0.5)
+    if min(x.shape[-2:]) < 2 * radius + 1:
+        raise InputError(f"SSIM needs images of at least {2 * radius + 1}x{2 * radius + 1}, got "
+                         f"{x.shape[-2]}x{x.shape[-1]}")
+    g = _gaussian_window(SSIM_SIGMA, radius, x.dtype, x.device)
+    c = x.shape[1]
+    kh, kw = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+
+    def blur(t: Tensor) -> Tensor:  # separable, 'valid': only windows fully inside the image
+        return F.conv2d(F.conv2d(t, kh, groups=c), kw, groups=c)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    c1, c2 = (SSIM_K1 * 255.0) ** 2, (SSIM_K2 * 255.0) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
 
 
 class LPIPS(nn.Module):

@@ -14,7 +14,7 @@ from ..images import make_grid, save_image
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [("model", "model", "{}"), ("num_tokens", "tokens", "{}"), ("images", "N", "{}"),
+COLUMNS = [("model", "model", "{}"), ("num_tokens", "tokens", "{}"), ("images", "N", "{}"), ("crop", "crop", "{}"),
            ("bits_per_image", "bits/img", "{:.0f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"),
            ("lpips", "LPIPS", "{:.4f}"), ("rfid", "rFID", "{:.3f}"), ("perplexity", "perplexity", "{}"),
            ("dead", "dead codes", "{}"), ("images_per_s", "img/s", "{:.1f}")]
@@ -88,9 +88,16 @@ def markdown(results: Sequence[dict], meta: dict) -> str:
         lines += ["", f"{skipped} corrupt or unreadable images were skipped."]
     for metric, why in (meta.get("skipped_metrics") or {}).items():
         lines += ["", f"Not measured: {metric} ({why})."]
+    lines += baseline_lines(results)
     proto = next((r["protocol"] for r in results if "protocol" in r), {})
+    crops = {r["protocol"]["crop"] for r in results if "crop" in r.get("protocol", {})}
     lines += ["", "## Protocol", ""]
-    lines += [f"- **{k}**: {v}" for k, v in proto.items()]
+    for k, v in proto.items():
+        if k == "crop" and len(crops) > 1:
+            lines += ["- **crop** (per row, the model's official evaluation crop):"]
+            lines += [f"  - {c}" for c in sorted(crops)]
+        else:
+            lines.append(f"- **{k}**: {v}")
     ext = next((r["fid_extractor"] for r in results if "fid_extractor" in r), None)
     if ext:
         lines.append(f"- **FID weights**: {ext['name']}, sha256 `{ext['sha256']}` "
@@ -100,9 +107,39 @@ def markdown(results: Sequence[dict], meta: dict) -> str:
     if lp:
         lines.append(f"- **LPIPS**: torchmetrics linear heads, backbone {lp}")
     lines.append("- **bits/img**: tokens × Σ ceil(log2 K) over groups (fixed-rate code); codecs: real file bytes × 8")
+    match = next((r["rd_match"] for r in results if "rd_match" in r), None)
+    if match:
+        lines.append(f"- **codec match**: {match}")
     lines.append("- **versions**: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
     lines += ["", "![rate–distortion](rd.png)" if meta.get("rd_plot") else "", "![samples](samples.png)", ""]
     return "\n".join(lines)
+
+
+def baseline_lines(results: Sequence[dict]) -> list[str]:
+    """The codec rows explained: real bytes against the target, PSNR interpolated at the target, and a flag for
+    every codec that cannot reach the target on some images."""
+    rows = [r for r in results if r.get("family") == "codec" and r.get("target_bytes") is not None]
+    if not rows:
+        return []
+    out = ["", "## Baselines at the tokenizer's bytes", ""]
+    for r in rows:
+        target, real, n = r["target_bytes"], r.get("bytes_per_image"), r.get("images", 0)
+        at = r.get("psnr_at_target")
+        line = (f"- **{r['model']}** ({r.get('codec', '')}), target {target:.0f} B/img: real {real:.0f} B/img "
+                f"at the highest quality that fits" if real is not None else f"- **{r['model']}**")
+        if at is not None:
+            line += (f"; PSNR at exactly {target:.0f} B, interpolated linearly in log bytes on each image's rate "
+                     f"curve: {at:.2f} dB ({r.get('psnr_at_target_images')} images)")
+        out.append(line)
+        bad = r.get("unreachable", 0)
+        if bad:
+            out.append(f"  - **FLAG: {r['model']} cannot reach {target:.0f} B on {bad} of {n} images**: even quality "
+                       f"1 needs {r.get('unreachable_bytes_mean') or 0:.0f} B on average there; those images use "
+                       f"quality 1, so this row spends more bytes than the tokenizer and is not a matched point.")
+        if r.get("saturated"):
+            out.append(f"  - {r['model']} at quality 100 stays below the target on {r['saturated']} of {n} images "
+                       f"(its best is used there).")
+    return out
 
 
 def rd_plot(results: Sequence[dict], path: Path) -> Path | None:

@@ -1,7 +1,9 @@
 """The evaluation loop: stream the data once per (model, budget), reconstruct through the public Tokenizer
 interface, accumulate mergeable sums, reduce them across processes, return one result dict.
 
-Protocol (recorded in every result): crop the originals with `crop` to the model's size, round them to uint8;
+Protocol (recorded in every result): crop the originals with `crop` to the model's size (by default the model's
+family's official evaluation crop, `TokenizerSpec.eval_crop`, run on the PIL image as the official code does),
+round them to uint8;
 model input = those pixels / 255; reconstructions are clamped and rounded to uint8 before any metric; FID uses
 the extractor's features of the same uint8 crops (TF1-exact resize to 299 for Inception).
 """
@@ -19,7 +21,7 @@ from torch import Tensor
 
 from ..api import Tokenizer
 from ..errors import InputError
-from ..images import to_uint8
+from ..images import CROP_PROTOCOLS, describe_crop, to_uint8
 from .data import DataSpec, loader, parse_data
 from .features import FeatureExtractor, build_extractor
 from .metrics import LPIPS, CodeUsage, psnr, ssim
@@ -59,11 +61,11 @@ def _max_all(value: float) -> float:
 class EvalConfig:
     metrics: Sequence[str] = ALL_METRICS
     batch_size: int = 16
-    crop: str = "center"
+    crop: str = "auto"  # "auto" (each model's official crop, TokenizerSpec.eval_crop) or a CROP_PROTOCOLS name
     on_error: str = "skip"
     limit: int | None = None
     num_workers: int = 0
-    ref_stats: str | os.PathLike | None = None  # cached real-side statistics (.npz), read or written
+    ref_stats: str | os.PathLike | None = None  # cached real-side statistics (.npz; may hold {crop}, {size}), read or written
     fid_extractor: Any = None  # "inception" (default), a FeatureExtractor / nn.Module, or "module:factory"
     inception_weights: str | os.PathLike | None = None
     lpips_net: str = "alex"
@@ -77,6 +79,12 @@ class EvalConfig:
             raise InputError(f"unknown metrics {bad}; choose from {', '.join(ALL_METRICS)}")
         if self.batch_size < 1:
             raise InputError("batch_size must be at least 1")
+        if self.crop != "auto" and self.crop not in CROP_PROTOCOLS:
+            raise InputError(f"unknown crop {self.crop!r}; use 'auto' or one of {', '.join(CROP_PROTOCOLS)}")
+
+    def crop_for(self, model_crop: str | None) -> str:
+        """The crop protocol a run uses: the configured one, or with "auto" the model's official one."""
+        return (model_crop or "center") if self.crop == "auto" else self.crop
 
 
 def protocol(size: int, crop: str, extractor: FeatureExtractor | None) -> dict:
@@ -85,9 +93,7 @@ def protocol(size: int, crop: str, extractor: FeatureExtractor | None) -> dict:
 
     proto = {
         "size": size,
-        "crop": {"center": "shorter side to size, bicubic (antialias), centre crop",
-                 "adm": "ADM center_crop_arr (BOX halving, PIL bicubic, centre crop)",
-                 "none": "as is (must be size x size)"}[crop],
+        "crop": f"{crop}: {describe_crop(crop)}",
         "quantize": "clamp to [0,1], x*255, round to uint8 (originals and reconstructions)",
         "fid_resize": "TF1-exact bilinear to 299 (torchmetrics antialias=False == torch-fidelity)",
         "fid_stats": "float64 sums, unbiased covariance",
@@ -121,10 +127,10 @@ class Evaluator:
             self._lpips = LPIPS(self.config.lpips_net, self.config.lpips_weights)
         return self._lpips
 
-    def _batches(self, size: int):
+    def _batches(self, size: int, crop: str):
         rank, world = dist_info()
         c = self.config
-        return loader(self.spec, size, c.batch_size, c.crop, c.on_error, rank, world, c.limit, c.num_workers)
+        return loader(self.spec, size, c.batch_size, crop, c.on_error, rank, world, c.limit, c.num_workers)
 
     def _progress(self, it, desc: str):
         from ..progress import progress
@@ -137,25 +143,28 @@ class Evaluator:
         return progress(it, total=total, desc=desc, unit="batch", quiet=not self.config.progress or rank != 0)
 
     # ---- the real side ----
-    def reference(self, size: int) -> ReferenceStats:
-        """Real-side statistics for `size`: from `ref_stats` if it exists (checked), else computed (and saved)."""
-        key = (size, self.config.crop)
+    def reference(self, size: int, crop: str | None = None) -> ReferenceStats:
+        """Real-side statistics for `size` and `crop` (default: the configured crop, "center" for "auto"): from
+        `ref_stats` if it exists (checked), else computed (and saved)."""
+        crop = self.config.crop_for(None) if crop is None else crop
+        key = (size, crop)
         if key in self._real:
             return self._real[key]
         ext = self.extractor
-        proto = protocol(size, self.config.crop, ext)
+        proto = protocol(size, crop, ext)
         path = self.config.ref_stats
+        if path is not None:
+            path = str(path).replace("{crop}", crop).replace("{size}", str(size))  # one file per protocol
         if path is not None and Path(path).is_file():
             ref = ReferenceStats.load(path)
             ref.check(proto, ext.describe(), path)
         else:
             stats = FeatureStats()
             device = _first_device(ext)
-            batches = self._batches(size)
+            batches = self._batches(size, crop)
             for _, batch in self._progress(batches, "reference features"):
                 stats.update(ext(batch.to(device)))
             stats.all_reduce()
-            proto = protocol(size, self.config.crop, ext)
             ref = ReferenceStats.from_stats(stats, proto, ext.describe())
             if path is not None and dist_info()[0] == 0:
                 ref.save(path)
@@ -169,39 +178,72 @@ class Evaluator:
         device = model.device
         model.eval()
 
-        def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any]:
+        def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any, dict[str, float]]:
             codes = model.encode(batch.to(device).float() / 255, num_tokens=num_tokens)
-            return to_uint8(model.decode(codes)), None, codes
+            return to_uint8(model.decode(codes)), None, codes, {}
 
         label = {"model": model.name or spec.family, "family": spec.family,
                  "num_tokens": num_tokens or spec.max_tokens}
-        return self._loop(spec.image_size, step, label, device, CodeUsage(spec.codebook_sizes))
+        crop = self.config.crop_for(getattr(spec, "eval_crop", None))
+        return self._loop(spec.image_size, crop, step, label, device, CodeUsage(spec.codebook_sizes))
 
-    def run_codec(self, codec: str, size: int, target_bytes: float) -> dict[str, Any]:
-        """A Pillow codec ("jpeg" / "webp") at about `target_bytes` per image: the rate–distortion baseline."""
-        from .rd import codec_roundtrip
+    def run_codec(self, codec: str, size: int, target_bytes: float, crop: str | None = None) -> dict[str, Any]:
+        """A Pillow codec ("jpeg" / "webp") matched to `target_bytes` per image: the rate–distortion baseline.
 
-        def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any]:
-            rec, nbytes = codec_roundtrip(batch, codec, target_bytes)
-            return rec, nbytes.double() * 8, None
+        Each image uses the codec's highest quality whose file is at most the target (quality 1, flagged as
+        unreachable, when even that is larger); the row reports the real bytes, how many images could not reach
+        the target, and the PSNR at exactly the target interpolated in log bytes on each image's rate curve
+        (see `zoo.eval.rd`). `crop`: the matched model row's crop (default: the configured one).
+        """
+        from .rd import CODEC_SETTINGS, codec_roundtrip
 
-        label = {"model": codec.upper(), "family": "codec", "num_tokens": None, "target_bytes": target_bytes}
-        return self._loop(size, step, label, torch.device("cpu"), None)
+        def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any, dict[str, float]]:
+            m = codec_roundtrip(batch, codec, target_bytes)
+            ok = m.reachable
+            extra = {"unreachable": float((~ok).sum()), "unreachable_bytes": float(m.nbytes[~ok].double().sum()),
+                     "saturated": float(m.saturated.sum()), "psnr_at_target": float(m.psnr_at_target[ok].sum()),
+                     "psnr_at_target_images": float(ok.sum())}
+            return m.decoded, m.nbytes.double() * 8, None, extra
 
-    def _loop(self, size: int, step, label: dict, device: torch.device, usage: CodeUsage | None) -> dict[str, Any]:
+        label = {"model": codec.upper(), "family": "codec", "num_tokens": None, "target_bytes": target_bytes,
+                 "codec": CODEC_SETTINGS[codec] if codec in CODEC_SETTINGS else codec}
+        keys = ("unreachable", "unreachable_bytes", "saturated", "psnr_at_target", "psnr_at_target_images")
+        res = self._loop(size, self.config.crop_for(crop), step, label, torch.device("cpu"), None, keys)
+        extra = res.pop("_extra")
+        n_ok, n_bad = int(extra["psnr_at_target_images"]), int(extra["unreachable"])
+        res.update({
+            "bytes_per_image": res["bits_per_image"] / 8,
+            "unreachable": n_bad,
+            "unreachable_bytes_mean": extra["unreachable_bytes"] / n_bad if n_bad else None,
+            "saturated": int(extra["saturated"]),
+            "psnr_at_target": extra["psnr_at_target"] / n_ok if n_ok else None,
+            "psnr_at_target_images": n_ok,
+            "rd_match": "per image, the highest quality whose file is at most the target (real bytes reported; "
+                        "quality 1 where even that is larger: 'unreachable'); psnr_at_target: PSNR at exactly the "
+                        "target, linear in log bytes between that quality and the next (reachable images only)",
+        })
+        return res
+
+    def _loop(self, size: int, crop: str, step, label: dict, device: torch.device, usage: CodeUsage | None,
+              extra_keys: Sequence[str] = ()) -> dict[str, Any]:
+        """One pass over the data: `step(uint8 batch)` -> (uint8 reconstructions, bits per image or None, codes or
+        None, {extra key: batch sum}); metrics summed per image, reduced over processes."""
         c = self.config
         want = set(c.metrics)
-        ref = self.reference(size) if "rfid" in want else None
+        ref = self.reference(size, crop) if "rfid" in want else None
         ext = self.extractor.to(device) if "rfid" in want else None
         lp = self.lpips.to(device) if "lpips" in want else None
         fake = FeatureStats()
         sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "bits": 0.0}
+        extra_sums = {k: 0.0 for k in extra_keys}
         n, model_seconds = 0, 0.0
         samples: list[tuple[Tensor, Tensor]] = []
-        batches = self._batches(size)
+        batches = self._batches(size, crop)
         for _, batch in self._progress(batches, f"{label['model']} @ {label['num_tokens']}"):
             t0 = time.perf_counter()
-            rec8, bits, codes = step(batch)
+            rec8, bits, codes, extra = step(batch)
+            for k, v in extra.items():
+                extra_sums[k] += v
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             model_seconds += time.perf_counter() - t0
@@ -222,13 +264,14 @@ class Evaluator:
             if len(samples) * c.batch_size < c.samples:
                 samples.append((org8.cpu(), rec8.cpu()))
             n += batch.shape[0]
-        total = _sum_all([n, batches.skipped, sums["psnr"], sums["ssim"], sums["lpips"], sums["bits"]])
+        total = _sum_all([n, batches.skipped, sums["psnr"], sums["ssim"], sums["lpips"], sums["bits"]]
+                         + [extra_sums[k] for k in extra_keys])
         n_all, skipped = int(total[0]), int(total[1])
         if n_all == 0:
             raise InputError(f"no readable images in {self.spec.describe()} ({skipped} corrupt ones skipped)")
         seconds = _max_all(model_seconds)
         result: dict[str, Any] = dict(label)
-        result.update({"images": n_all, "skipped": skipped, "image_size": size,
+        result.update({"images": n_all, "skipped": skipped, "image_size": size, "crop": crop,
                        "images_per_s": n_all / seconds if seconds > 0 else None})
         for i, m in enumerate(("psnr", "ssim", "lpips")):
             if m in want:
@@ -250,7 +293,9 @@ class Evaluator:
         if lp is not None:
             result["lpips_net"] = f"{lp.net_name} (sha256 {lp.sha256[:12]}, " \
                                   f"{'verified' if lp.verified else 'unverified'})"
-        result["protocol"] = protocol(size, c.crop, ext)
+        result["protocol"] = protocol(size, crop, ext)
+        if extra_keys:
+            result["_extra"] = dict(zip(extra_keys, total[6:]))
         if ext is not None:
             result["fid_extractor"] = ext.describe()
         if samples:

@@ -167,7 +167,7 @@ class ImageFolder(Tokenizer):
         return TokenizerSpec(family=self.family, image_size=cfg.image_size, token_layout="multiscale",
                              max_tokens=prefixes[-1], min_tokens=prefixes[0], token_choices=prefixes,
                              codebook_sizes=(cfg.codebook_size,) * cfg.branches, scales=per_scale,
-                             code_dim=cfg.code_dim)
+                             code_dim=cfg.code_dim, eval_crop="adm")  # ADM center_crop_arr, as the official eval
 
     # ---- 1. encode ----
     def features(self, images: Tensor) -> list[Tensor]:
