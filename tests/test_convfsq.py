@@ -87,3 +87,20 @@ def test_convfsq_trains_on_real_photos(tmp_path):
 
     codes = tok.encode(photo_batch(64, ("astronaut", "coffee", "chelsea")))
     assert codebook_usage(codes.indices, tok.spec.codebook_sizes)[0]["used"] > 10
+
+
+def test_half_size_storage_loads_back_in_float32(tmp_path, photos64):
+    """save_pretrained(storage_dtype="float16") halves the file (the embedded default ships so); loading computes in
+    float32 with the rounded weights."""
+    tok = zoo.build("convfsq", **{**TINY_CONFIG, "widths": [16, 32, 64]}).eval()
+    tok.save_pretrained(tmp_path / "full")
+    tok.save_pretrained(tmp_path / "half", storage_dtype="float16")
+    full = (tmp_path / "full" / "model.safetensors").stat().st_size
+    half = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert half < 0.55 * full
+    again = zoo.load(tmp_path / "half")
+    assert all(p.dtype == torch.float32 for p in again.parameters())
+    for (name, a), b in zip(tok.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a.half().float(), b), name
+    with pytest.raises(ZooError):
+        tok.save_pretrained(tmp_path / "bad", storage_dtype="int8")

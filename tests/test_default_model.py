@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo.train.default_model import CodecCurve, colour_shift, compare_with_codecs, psnr_ssim
+from zoo.train.default_model import (bytes_at_psnr, codec_curve, colour_shift, compare_with_codecs, psnr_at,
+                                     psnr_ssim)
 from zoo.train.data import center_crops
 
 PREVIOUS = {"astronaut": {"psnr": 15.63, "colour_shift": 14.73}, "camera": {"psnr": 18.64, "colour_shift": 23.92}}
@@ -48,7 +49,7 @@ def test_default_report_states_what_it_really_does(default):
     """The shipped report (README and `zoo info default` are made from it) equals a fresh measurement."""
     report = zoo.get_entry("default").extra["report"]["heldout"]
     names = ["skimage:astronaut", "skimage:camera"]
-    got = compare_with_codecs(default, names, codecs=("JPEG",))
+    got = compare_with_codecs(default, names, codecs=("jpeg",))
     for row in got["rows"]:
         shipped = next(r for r in report["rows"] if r["image"] == row["image"])
         assert row["psnr"] == pytest.approx(shipped["psnr"], abs=1e-3)
@@ -60,21 +61,20 @@ def test_default_report_states_what_it_really_does(default):
     assert s["codes_used_fraction"] >= 0.9
 
 
-def test_codec_curve_interpolates_between_real_qualities():
-    """bytes_for_psnr lies between the two neighbouring qualities' real files; the flags say when it cannot."""
+def test_codec_bytes_and_psnr_are_read_off_the_codec_s_own_curve():
+    """Bytes for a PSNR lie between two real files of the curve; the flags say when the codec cannot get there."""
     image = center_crops(["skimage:coffee"], 256)[0]
-    curve = CodecCurve.measure(image, "JPEG")
+    curve = codec_curve(image, "jpeg")
     assert curve.qualities[0] == 1 and curve.qualities[-1] == 95
+    xs = sorted(curve.nbytes)
     target = (curve.psnr[20] + curve.psnr[21]) / 2  # between quality 21 and 22
-    needed, flag = curve.bytes_for_psnr(target)
-    assert flag == "" and curve.bytes[20] < needed < curve.bytes[21]
-    assert curve.bytes_for_psnr(curve.psnr[0] - 1) == (curve.bytes[0], "floor")
-    assert curve.bytes_for_psnr(99.0) == (None, "ceiling")
-    psnr, flag = curve.psnr_at_bytes(curve.bytes[30])
-    assert flag == "" and psnr == pytest.approx(curve.psnr[30], abs=1e-9)
-    assert curve.psnr_at_bytes(curve.bytes[0] - 1) == (None, "floor")
-    # a real file at the interpolated size really has about the interpolated quality
-    assert curve.psnr_at_bytes(needed)[0] == pytest.approx(target, abs=0.3)
+    needed, flag = bytes_at_psnr(curve, target)
+    assert flag == "" and curve.nbytes[20] < needed < curve.nbytes[21]
+    assert bytes_at_psnr(curve, min(curve.psnr) - 1) == (xs[0], "floor")
+    assert bytes_at_psnr(curve, 99.0) == (None, "ceiling")
+    assert psnr_at(curve, xs[0] - 1) == (None, "floor")
+    got, flag = psnr_at(curve, needed)  # the inverse, on the same curve
+    assert flag == "" and got == pytest.approx(target, abs=1e-6)
 
 
 def test_readme_table_is_the_shipped_report():

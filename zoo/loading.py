@@ -238,14 +238,21 @@ def load_hub_repo(repo: str, revision: str | None = None, cache_dir: str | os.Pa
 # ---------------------------------------------------------------------------------------------------------------
 # Our own folder layout: config.json + model.safetensors
 # ---------------------------------------------------------------------------------------------------------------
-def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> Path:
+STORAGE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mapping[str, Any] | None = None,
+                    storage_dtype: str | None = None) -> Path:
     """Write `config.json` (family, config, name, zoo version, ``weights_sha256``) and `model.safetensors`.
+
+    storage_dtype: "float16" or "bfloat16" stores the floating-point weights at half size (the embedded default
+    does, to ship small); config.json records it and loading casts them back to float32.
 
     The pair is written into a private staging folder beside `directory` and swapped in atomically
     (`zoo.atomic.staged_folder`): a reader sees the old pair or the new pair, never a mix, and concurrent saves into
     one folder never collide (the last one wins). Other files already in `directory` are kept.
     """
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
     from . import __version__
     from .atomic import staged_folder
@@ -256,9 +263,18 @@ def save_pretrained(model: Tokenizer, directory: str | os.PathLike, extra: Mappi
         raise InputError(f"cannot save a model to {directory}: it is a file, not a folder")
     meta = {"format": FORMAT, "family": model.family, "name": model.name, "zoo_version": __version__,
             "config": config_to_dict(model.config), **(extra or {})}
+    if storage_dtype is not None:
+        if storage_dtype not in STORAGE_DTYPES:
+            raise InputError(f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {storage_dtype!r}")
+        meta["storage_dtype"] = storage_dtype
     try:
         with staged_folder(directory) as stage:
-            save_model(model, str(stage / WEIGHTS_NAME), metadata={"format": FORMAT, "family": model.family})
+            if storage_dtype is None:
+                save_model(model, str(stage / WEIGHTS_NAME), metadata={"format": FORMAT, "family": model.family})
+            else:
+                half = {k: (v.detach().to(STORAGE_DTYPES[storage_dtype]) if v.is_floating_point() else v.detach())
+                        .contiguous() for k, v in model.state_dict().items()}
+                save_file(half, str(stage / WEIGHTS_NAME), metadata={"format": FORMAT, "family": model.family})
             meta[DIGEST_KEY] = file_sha256(stage / WEIGHTS_NAME)
             (stage / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     except OSError as exc:  # unwritable, a file where a folder is needed, disk full
@@ -347,6 +363,11 @@ def _load_view(view: Any, directory: Path, what: str | None) -> Tokenizer:
         state_dict = st_load(view.path_of(WEIGHTS_NAME))
     except Exception as exc:
         raise CheckpointError(f"corrupt or truncated weights file {weights}: {exc}") from None
+    stored = meta.get("storage_dtype")
+    if stored is not None:  # weights kept at half size on disk: computed in float32
+        if stored not in STORAGE_DTYPES:
+            raise CheckpointError(f"{directory / CONFIG_NAME}: unknown storage_dtype {stored!r}")
+        state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     try:
         model = materialize(spec.tokenizer_cls, config, state_dict, source=str(weights))
     except ConfigError as exc:

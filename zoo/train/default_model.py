@@ -18,19 +18,19 @@ computed on uint8 images; the colour shift is the largest per-channel difference
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+
+if TYPE_CHECKING:
+    from ..eval.rd import RateCurve
 
 SKIMAGE_HELDOUT = ("astronaut", "coffee", "chelsea", "rocket", "camera")  # skimage "cat" is chelsea again
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
@@ -89,71 +89,36 @@ def colour_shift(recon: torch.Tensor, images: torch.Tensor) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Codec quality curves
+# Codec quality curves (zoo.eval.rd measures them; here: which qualities, and what a missing point means)
 # ---------------------------------------------------------------------------------------------------------------
-def _codec_roundtrip(image: torch.Tensor, fmt: str, quality: int) -> tuple[torch.Tensor, int]:
-    """``[3, H, W]`` in [0, 1] -> (decoded ``[3, H, W]``, file bytes) for fmt "JPEG" or "WEBP"."""
-    arr = _u8(image).mul(255).byte().permute(1, 2, 0).cpu().numpy()
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        Image.fromarray(arr).save(buf, format="JPEG", quality=quality, optimize=True)
-    else:
-        Image.fromarray(arr).save(buf, format="WEBP", quality=quality, method=4)
-    data = buf.getvalue()
-    dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    return torch.from_numpy(dec.copy()).permute(2, 0, 1).float() / 255, len(data)
+QUALITIES = {"jpeg": range(1, 96), "webp": range(0, 101)}
 
 
-QUALITIES = {"JPEG": range(1, 96), "WEBP": range(0, 101)}
+def codec_curve(image: torch.Tensor, codec: str) -> "RateCurve":
+    """The codec's rate curve (bytes and PSNR per quality) of one ``[3, H, W]`` image in [0, 1]."""
+    from ..eval.rd import rate_curve
+
+    return rate_curve(_u8(image).mul(255).byte(), codec, QUALITIES[codec])
 
 
-@dataclass
-class CodecCurve:
-    """One codec's quality curve on one image: bytes and PSNR per quality, in quality order."""
+def bytes_at_psnr(curve: "RateCurve", target: float) -> tuple[float | None, str]:
+    """Bytes the codec needs to reach `target` dB: (bytes, flag) with flag "" (interpolated in log-bytes),
+    "floor" (its smallest file already reaches it) or "ceiling" (no quality does: bytes None)."""
+    from ..eval.rd import bytes_for_psnr
 
-    codec: str
-    qualities: list[int]
-    bytes: list[int]
-    psnr: list[float]
-
-    @classmethod
-    def measure(cls, image: torch.Tensor, codec: str) -> "CodecCurve":
-        ref = _u8(image)[None]
-        qs, sizes, psnrs = [], [], []
-        for q in QUALITIES[codec]:
-            dec, n = _codec_roundtrip(image, codec, q)
-            qs.append(q)
-            sizes.append(n)
-            psnrs.append(psnr(dec[None], ref)[0])
-        return cls(codec, qs, sizes, psnrs)
-
-    def bytes_for_psnr(self, target: float) -> tuple[float | None, str]:
-        """Bytes needed to reach `target` dB: (bytes, flag) with flag "" (interpolated), "floor" (its smallest
-        file already reaches it) or "ceiling" (no quality does: bytes None)."""
-        if self.psnr[0] >= target:
-            return float(self.bytes[0]), "floor"
-        for i in range(1, len(self.psnr)):
-            if self.psnr[i] >= target:  # the first quality that reaches it; the one below does not
-                lo, hi = i - 1, i
-                t = (target - self.psnr[lo]) / (self.psnr[hi] - self.psnr[lo])
-                return math.exp(math.log(self.bytes[lo]) + t * (math.log(self.bytes[hi]) - math.log(self.bytes[lo]))), ""
+    needed = bytes_for_psnr(curve, target)
+    if needed is None:
         return None, "ceiling"
+    return needed, "floor" if needed <= min(curve.nbytes) else ""
 
-    def psnr_at_bytes(self, target: float) -> tuple[float | None, str]:
-        """PSNR at `target` bytes: (psnr, flag), interpolated in log-bytes between the curve points around it;
-        "floor" (its smallest file is larger: None) or "ceiling" (beyond its largest: that file's PSNR)."""
-        pts = sorted(zip(self.bytes, self.psnr))
-        if target < pts[0][0]:
-            return None, "floor"
-        if target >= pts[-1][0]:
-            return pts[-1][1], "ceiling"
-        for (b0, p0), (b1, p1) in zip(pts, pts[1:]):
-            if b0 <= target <= b1:
-                if b1 == b0:
-                    return max(p0, p1), ""
-                t = (math.log(target) - math.log(b0)) / (math.log(b1) - math.log(b0))
-                return p0 + t * (p1 - p0), ""
-        raise AssertionError("unreachable: target lies within the curve's bytes")
+
+def psnr_at(curve: "RateCurve", nbytes: float) -> tuple[float | None, str]:
+    """The codec's PSNR at `nbytes` (log-bytes interpolation): (psnr, "") or (None, "floor") below its smallest
+    file."""
+    from ..eval.rd import psnr_at_bytes
+
+    got = psnr_at_bytes(curve, nbytes)
+    return got, "" if got is not None else "floor"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,7 +129,7 @@ def _short(name: str) -> str:
 
 
 def compare_with_codecs(tok: Any, names: Sequence[str] | None = None,
-                        codecs: Sequence[str] = ("JPEG", "WEBP")) -> dict[str, Any]:
+                        codecs: Sequence[str] = ("jpeg", "webp")) -> dict[str, Any]:
     """Per held-out photo: the tokenizer's bytes, PSNR, SSIM, colour shift, and each codec's bytes at the same
     PSNR and PSNR at the same bytes (see the module docstring); averages and codebook usage."""
     from ..quant import codebook_usage
@@ -184,20 +149,20 @@ def compare_with_codecs(tok: Any, names: Sequence[str] | None = None,
         row: dict[str, Any] = {"image": _short(name), "bytes": nbytes, "psnr": p_tok[i], "ssim": s_tok[i],
                                "colour_shift": shift[i]}
         for codec in codecs:
-            curve = CodecCurve.measure(images[i], codec)
-            b, flag_b = curve.bytes_for_psnr(p_tok[i])
-            p, flag_p = curve.psnr_at_bytes(nbytes)
-            key = codec.lower()
-            row[key] = {"bytes_at_psnr": b, "bytes_flag": flag_b, "psnr_at_bytes": p, "psnr_flag": flag_p,
-                        "smallest_file": curve.bytes[int(np.argmin(curve.bytes))]}
+            curve = codec_curve(images[i], codec)
+            b, flag_b = bytes_at_psnr(curve, p_tok[i])
+            p, flag_p = psnr_at(curve, nbytes)
+            row[codec] = {"bytes_at_psnr": b, "bytes_flag": flag_b, "psnr_at_bytes": p, "psnr_flag": flag_p,
+                          "smallest_file": min(curve.nbytes),
+                          "curve": {"quality": list(curve.qualities), "bytes": list(curve.nbytes),
+                                    "psnr": [round(x, 4) for x in curve.psnr]}}
         rows.append(row)
     summary: dict[str, Any] = {
         "bytes": nbytes, "psnr": _mean(p_tok), "ssim": _mean(s_tok), "colour_shift_max": max(shift),
         "colour_shift_mean": _mean(shift), "codes_used_fraction": usage["used_fraction"],
         "codes_used": int(usage["used"]), "codebook_size": int(tok.spec.codebook_sizes[0]),
     }
-    for codec in codecs:
-        key = codec.lower()
+    for key in codecs:
         needed = [r[key]["bytes_at_psnr"] for r in rows]
         reached = [r[key]["psnr_at_bytes"] for r in rows]
         summary[key] = {
@@ -269,30 +234,27 @@ def markdown_summary(held: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Pictures for the docs
 # ---------------------------------------------------------------------------------------------------------------
-def plot_rate_distortion(tok: Any, names: Sequence[str], held: dict[str, Any], path: str | os.PathLike) -> Path:
-    """PSNR against bytes per image, averaged over the photos at each quality: JPEG's and WebP's curves and the
-    default's point (needs matplotlib)."""
+def plot_rate_distortion(held: dict[str, Any], path: str | os.PathLike) -> Path:
+    """PSNR against bytes per image, averaged over the photos at each quality: JPEG's and WebP's curves (from the
+    report's rows) and the default's point (needs matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .data import center_crops
-
-    images = _u8(center_crops(list(names), tok.spec.image_size))
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for codec, colour in (("JPEG", "tab:red"), ("WEBP", "tab:blue")):
-        curves = [CodecCurve.measure(img, codec) for img in images]
-        sizes = np.mean([c.bytes for c in curves], 0)
-        psnrs = np.mean([c.psnr for c in curves], 0)
+    for codec, label, colour in (("jpeg", "JPEG", "tab:red"), ("webp", "WebP", "tab:blue")):
+        curves = [row[codec]["curve"] for row in held["rows"]]
+        sizes = np.mean([c["bytes"] for c in curves], 0)
+        psnrs = np.mean([c["psnr"] for c in curves], 0)
         keep = sizes <= 4 * held["summary"]["bytes"]
-        ax.plot(sizes[keep], psnrs[keep], "-", color=colour, label=f"{codec.title()} (Pillow), quality curve")
+        ax.plot(sizes[keep], psnrs[keep], "-", color=colour, label=f"{label} (Pillow), mean over qualities")
     s = held["summary"]
     ax.plot([s["bytes"]], [s["psnr"]], "o", color="black", markersize=8, label="zoo default")
     ax.set_xscale("log")
     ax.set_xlabel("bytes per 256x256 image (log scale)")
     ax.set_ylabel("PSNR (dB), mean over photos")
-    ax.set_title(f"Held-out photos ({len(images)}): the default against JPEG and WebP")
+    ax.set_title(f"Held-out photos ({len(held['rows'])}): the default against JPEG and WebP")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     path = Path(path)
@@ -304,7 +266,9 @@ def plot_rate_distortion(tok: Any, names: Sequence[str], held: dict[str, Any], p
 
 
 def reconstruction_grid(tok: Any, names: Sequence[str], path: str | os.PathLike) -> Path:
-    """Rows of original | default | JPEG at the default's bytes | WebP at the default's bytes (PNG)."""
+    """Rows of original | default | JPEG | WebP, each codec at the highest quality whose file fits in the
+    default's bytes (quality 1 where none does) (PNG)."""
+    from ..eval.rd import match_bytes
     from ..images import make_grid, save_image
     from .data import center_crops
 
@@ -316,19 +280,12 @@ def reconstruction_grid(tok: Any, names: Sequence[str], path: str | os.PathLike)
     rows = []
     for img, rec in zip(images, recon):
         row = [img, rec]
-        for codec in ("JPEG", "WEBP"):
-            best = min(_codec_fits(img, codec, nbytes), key=lambda t: nbytes - t[1])
-            row.append(best[0])
+        for codec in ("jpeg", "webp"):
+            row.append(match_bytes(img.mul(255).round().byte(), codec, nbytes).decoded.float() / 255)
         rows.append(torch.stack(row))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_image(make_grid(rows), path)
-
-
-def _codec_fits(image: torch.Tensor, codec: str, max_bytes: float) -> list[tuple[torch.Tensor, int]]:
-    """Every quality's decoded file no larger than `max_bytes` (the smallest file when none fits)."""
-    out = [(dec, n) for dec, n in (_codec_roundtrip(image, codec, q) for q in QUALITIES[codec]) if n <= max_bytes]
-    return out or [min((_codec_roundtrip(image, codec, q) for q in QUALITIES[codec]), key=lambda t: t[1])]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -347,7 +304,7 @@ def export(model_dir: str | os.PathLike, target: str | os.PathLike | None = None
     training = _training_summary(run_dir)
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    save_pretrained(tok, staging)
+    save_pretrained(tok, staging, storage_dtype="float16")  # 14 MB instead of 29 MB; computed in float32
     held = compare_with_codecs(tok)
     n_params = sum(p.numel() for p in tok.parameters())
     spec = tok.spec
@@ -393,30 +350,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("export", help="copy a trained model folder into zoo/weights/default and write its report")
     p.add_argument("model_dir")
     p.add_argument("--target", help="the folder to write (default: the package's zoo/weights/default)")
+    _picture_options(p)
     p = sub.add_parser("report", help="compare a model (default: the embedded one) with JPEG and WebP on the "
                                       "held-out photos")
     p.add_argument("model", nargs="?", default="default")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--markdown", action="store_true", help="print the README's summary table")
-    p.add_argument("--plot", help="also write the rate-distortion picture here (PNG; needs matplotlib)")
-    p.add_argument("--grid", help="also write original | default | JPEG | WebP rows here (PNG)")
+    _picture_options(p)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    if args.cmd == "export":
-        report = export(args.model_dir, args.target)
-        print(format_report(report["heldout"]))
-        return 0
     from ..loading import load
 
-    tok = load(args.model)
-    held = compare_with_codecs(tok)
-    print(json.dumps(held, indent=2) if args.json else markdown_summary(held) if args.markdown else format_report(held))
+    if args.cmd == "export":
+        held = export(args.model_dir, args.target)["heldout"]
+        tok = load(args.target or "default")
+        print(format_report(held))
+    else:
+        tok = load(args.model)
+        held = compare_with_codecs(tok)
+        print(json.dumps(held, indent=2) if args.json else markdown_summary(held) if args.markdown else
+              format_report(held))
     if args.plot:
-        print(f"wrote {plot_rate_distortion(tok, heldout_photos(), held, args.plot)}")
+        print(f"wrote {plot_rate_distortion(held, args.plot)}")
     if args.grid:
         names = [n for n in heldout_photos() if _short(n) in GRID_PHOTOS]
         print(f"wrote {reconstruction_grid(tok, names, args.grid)}")
     return 0
+
+
+def _picture_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plot", help="also write the rate-distortion picture here (PNG; needs matplotlib)")
+    p.add_argument("--grid", help="also write original | default | JPEG | WebP rows here (PNG)")
 
 
 GRID_PHOTOS = ("astronaut", "coffee", "camera", "LadyBird")
