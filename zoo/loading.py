@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -323,7 +324,10 @@ def load_folder(directory: str | os.PathLike, what: str | None = None) -> Tokeni
     from .atomic import FolderView
 
     directory = Path(directory)
-    for attempt in range(10):
+    attempts = 50  # a busy writer can swap the folder several times while a slow reader reads
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(min(0.05, 0.002 * attempt))
         try:
             view = FolderView(directory)
         except FileNotFoundError:
@@ -333,7 +337,7 @@ def load_folder(directory: str | os.PathLike, what: str | None = None) -> Tokeni
         try:
             return _load_view(view, directory, what)
         except CheckpointError:
-            if attempt < 9 and view.swapped():  # a writer replaced the folder while we read it: read the new one
+            if attempt < attempts - 1 and view.swapped():  # a writer replaced the folder while we read it: read the new one
                 continue
             raise
         finally:

@@ -28,7 +28,6 @@ def setup_logging(quiet: bool = False) -> None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("zoo: %(message)s"))
         logger.addHandler(handler)
-        logger.propagate = False
 
 
 class _StderrHandler(logging.StreamHandler):

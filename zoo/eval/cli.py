@@ -99,10 +99,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InputError(f"{key} must be a positive integer, got {value!r}")
     _init_distributed()
     rank, world = dist_info()
-    out = None
-    if rank == 0:  # before any work: a bad -o fails at once, and an older report stops looking current
-        out = output_dir(args.output)
-        mark_report_stale(out)
     config = EvalConfig(
         metrics=tuple(metrics), batch_size=batch_size, crop=pick("crop", "auto"),
         on_error=pick("on_error", "skip"), limit=limit, ref_stats=pick("ref_stats", None),
@@ -114,6 +110,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config.metrics = tuple(m for m in metrics if m not in skipped)
         for metric, why in skipped.items():
             log.warning("not measuring %s: %s", metric, why)
+    out = None
+    if rank == 0:  # before any image is read: a bad -o fails at once, and an older report stops looking current
+        out = output_dir(args.output)
+        mark_report_stale(out)
     names = _split(args.model)
     if args.checkpoint and len(names) > 1:
         raise InputError("--checkpoint goes with one model")

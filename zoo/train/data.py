@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import logging
 import json
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -29,6 +29,8 @@ from .recipe import DataConfig
 # scikit-image's bundled colour photos (no download needed); grey or synthetic images are left out.
 _SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field",
                    "cat", "motorcycle_left", "motorcycle_right")
+
+log = logging.getLogger(__name__)
 
 
 # Captions of the bundled photos, for CLIP-style recipes that run offline.
@@ -320,8 +322,7 @@ class CropDataset(torch.utils.data.Dataset):
                 return j, self.image(j)
             except InputError as exc:
                 self.skipped.add(j)
-                print(f"[zoo train] skipping an unreadable training image ({len(self.skipped)} so far): {exc}",
-                      file=sys.stderr, flush=True)
+                log.warning("skipping an unreadable training image (%d so far): %s", len(self.skipped), exc)
         raise InputError(f"none of the {N} training images can be read")
 
     def __getitem__(self, n: int) -> Tensor | tuple[Tensor, str]:

@@ -13,6 +13,7 @@ At each optimizer step: clip, step, schedule, EMA update, codebook usage (and de
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import random
@@ -36,6 +37,8 @@ from .ema import EMA
 from .logger import TrainLogger, tensorboard_available
 from .losses import LeCam, PixelLoss, adaptive_gan_weight, entropy_loss, hinge_d_loss, hinge_g_loss
 from .recipe import Recipe, load_recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -413,7 +416,7 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
         if main:
             logger.echo(f"done: step {step}; model in {model_dir} (zoo.load('{model_dir}'))")
             if stream.dataset.skipped:
-                logger.echo(f"{len(stream.dataset.skipped)} unreadable training image(s) were skipped")
+                log.warning("%d unreadable training image(s) were skipped", len(stream.dataset.skipped))
     logger.close()
     accelerator.wait_for_everyone()
     _release(accelerator)
