@@ -102,6 +102,7 @@ register_family(FamilySpec(
     config_from_official=_no_official,
     extract=_no_official,
     official_repo="(none: a zoo architecture; FSQ after Mentzer et al., arXiv 2309.15505)",
-    description="compact conv autoencoder with finite scalar quantization (pixel-shuffle resampling, no norms); "
+    description="compact conv autoencoder with finite scalar quantization (pixel-shuffle resampling, pre-norm residual "
+                "blocks); "
                 "the embedded default",
 ))
