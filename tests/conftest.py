@@ -42,6 +42,18 @@ def torchrun_env() -> dict:
     return env
 
 
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny random-weight VQGAN saved as a zoo folder (what `zoo train` / `save_pretrained` write)."""
+    import zoo
+    from zoo.families.vqgan import TINY_CONFIG
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("model")
+    zoo.build("vqgan", TINY_CONFIG).save_pretrained(d)
+    return d
+
+
 @pytest.fixture
 def photos64() -> torch.Tensor:
     return photo_batch(64)

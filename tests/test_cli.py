@@ -9,16 +9,7 @@ from PIL import Image
 import zoo
 from conftest import photo
 from zoo.cli import main
-from zoo.families.vqgan import TINY_CONFIG
 from zoo.images import load_images, to_tensor
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model")
-    zoo.build("vqgan", TINY_CONFIG).save_pretrained(d)
-    return d
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ import os
 import sys
 
 import pytest
-import torch
 from PIL import Image
 
 import zoo
 from conftest import photo
 from zoo.cli import build_parser, main
 from zoo.errors import ConfigError, MissingExtraError
-from zoo.families.vqgan import TINY_CONFIG
 
 
 @pytest.fixture
@@ -22,14 +20,6 @@ def elsewhere(tmp_path, monkeypatch):
     """The current folder is an empty one outside the clone."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    d = tmp_path_factory.mktemp("model")
-    zoo.build("vqgan", TINY_CONFIG).save_pretrained(d)
-    return d
 
 
 def test_shipped_recipes_and_suites_resolve_by_name_from_any_folder(elsewhere):

@@ -121,16 +121,19 @@ def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+def check_crop_size(recipe: Recipe, factor: int) -> None:
+    """A conv tokenizer needs crops that its downsampling factor divides."""
+    if recipe.data.crop_size % factor:
+        raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} is not a multiple of the model's "
+                          f"downsampling factor {factor}")
+
+
 class VQGANAdapter(FamilyAdapter):
     families = ("vqgan",)
 
     def check(self, recipe):
         super().check(recipe)
-        mult = recipe.model.get("channel_mult", (1, 1, 2, 2, 4))
-        f = 2 ** (len(mult) - 1)
-        if recipe.data.crop_size % f:
-            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} is not a multiple of the model's "
-                              f"downsampling factor {f}")
+        check_crop_size(recipe, 2 ** (len(recipe.model.get("channel_mult", (1, 1, 2, 2, 4))) - 1))
 
     def forward(self, model, raw, images, recipe, captions=None):
         recon, q = model(images)
@@ -147,10 +150,7 @@ class ConvFSQAdapter(VQGANAdapter):
 
     def check(self, recipe):
         FamilyAdapter.check(self, recipe)
-        f = 2 ** len(recipe.model.get("widths", (48, 96, 192)))
-        if recipe.data.crop_size % f:
-            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} is not a multiple of the model's "
-                              f"downsampling factor {f}")
+        check_crop_size(recipe, 2 ** len(recipe.model.get("widths", (48, 96, 192))))
 
     def last_layer(self, raw):
         return raw.decoder.out.weight

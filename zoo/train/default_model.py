@@ -42,6 +42,9 @@ PROTOCOL = ("256x256 evaluation crop, uint8; tokenizer bytes = tokens x ceil(log
             "over channels of |mean(recon) - mean(original)| x 255")
 
 
+GRID_PHOTOS = ("astronaut", "coffee", "camera", "LadyBird")  # the README grid's rows
+
+
 def heldout_photos() -> list[str]:
     """The held-out photos present on this machine: scikit-image's, then mate-backgrounds' nature photos."""
     names = [f"skimage:{n}" for n in SKIMAGE_HELDOUT]
@@ -392,8 +395,6 @@ def _picture_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", help="also write the rate-distortion picture here (PNG; needs matplotlib)")
     p.add_argument("--grid", help="also write original | default | JPEG | WebP rows here (PNG)")
 
-
-GRID_PHOTOS = ("astronaut", "coffee", "camera", "LadyBird")
 
 if __name__ == "__main__":
     sys.exit(main())
