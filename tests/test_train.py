@@ -162,6 +162,8 @@ def test_bf16_mixed_precision_and_grad_accumulation_on_cpu(tmp_path):
     (["data.crop_size=60"], r"recipe\.data\.crop_size 60 is not a multiple"),
     (["loss.proxy_ce=1.0"], r"recipe\.loss\.proxy_ce .*vqgan does not use it"),
     (["train.ema_decay=1.5"], r"recipe\.train\.ema_decay must be in \(0, 1\)"),
+    (["data.saturation=[1.5,1.0]"], r"recipe\.data\.saturation takes \[lo, hi\]"),
+    (["loss.colour=-1"], r"recipe\.loss\.colour.*must not be negative"),
     (["train.max_steps"], r"--set takes key=value"),
 ])
 def test_bad_recipe_input_fails_at_start_naming_the_key(tmp_path, override, message):

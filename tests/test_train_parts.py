@@ -2,6 +2,7 @@
 import io
 import tarfile
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -9,9 +10,9 @@ from safetensors.torch import load_file
 import zoo
 from zoo import ConfigError, OfflineError
 from zoo.train import train
-from zoo.train.data import CropDataset, build_stream, expand_braces, image_source
+from zoo.train.data import CropDataset, build_stream, expand_braces, image_source, scale_saturation
 from zoo.train.discriminators import DinoDiscriminator, DinoViTS16, MaskBitDiscriminator, PatchGAN
-from zoo.train.losses import LeCam, adaptive_gan_weight, entropy_loss, hinge_d_loss, hinge_g_loss
+from zoo.train.losses import LeCam, PixelLoss, adaptive_gan_weight, entropy_loss, hinge_d_loss, hinge_g_loss
 from zoo.train.perceptual import LPIPS, VGG16Features
 from zoo.train.recipe import DataConfig
 
@@ -33,6 +34,38 @@ def test_hinge_lecam_and_adaptive_weight():
     nll, g = (w * 2).sum(), (w * 0.5).sum()
     assert float(adaptive_gan_weight(nll, g, w)) == pytest.approx(4.0, rel=1e-3)
     assert float(adaptive_gan_weight(nll, g, w, hi=2.0)) == 2.0
+
+
+def test_colour_term_is_the_error_of_block_means(photos64):
+    x = photos64
+    shifted = x + torch.tensor([3 / 255, -2 / 255, 0.0]).view(1, 3, 1, 1)
+    noisy = x + 0.2 * torch.randn_like(x)  # zero-mean noise: large l2, small block-mean error
+    loss = PixelLoss(l1=1.0, l2=1.0, colour=1.0, colour_pool=16)
+    assert set(loss(x, x)) == {"l1", "l2", "colour"} and float(loss(x, x)["colour"]) == 0.0
+    cast = loss(shifted, x)
+    assert float(cast["colour"]) == pytest.approx(float(cast["l2"]), rel=1e-4)  # a cast is all low frequency
+    assert float(cast["colour"]) == pytest.approx((9 + 4) / 3 / 255 ** 2, rel=1e-4)
+    noise = loss(noisy, x)
+    assert float(noise["colour"]) < 0.01 * float(noise["l2"])
+    assert set(PixelLoss(l1=0.0, l2=1.0)(x, x)) == {"l2"}  # colour off by default
+
+
+def test_saturation_augmentation_matches_pil():
+    from PIL import Image, ImageEnhance
+
+    img = photo("coffee")[:96, :96]
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    for factor in (0.0, 1.0, 1.6):
+        ref = np.asarray(ImageEnhance.Color(Image.fromarray(img)).enhance(factor)).astype(np.float32) / 255
+        out = scale_saturation(x.clone(), factor).permute(1, 2, 0).numpy()
+        assert np.abs(out - ref).max() <= 1.5 / 255  # PIL rounds its grey and its output to uint8
+    more = scale_saturation(x.clone(), 1.6)
+    assert float((more - more.mean(0)).abs().mean()) > 1.3 * float((x - x.mean(0)).abs().mean())
+    crops = CropDataset(image_source(DataConfig(paths=["skimage:coffee"])),
+                        DataConfig(paths=["skimage:coffee"], crop_size=64, saturation=[1.5, 1.5], flip=False), 0)
+    plain = CropDataset(image_source(DataConfig(paths=["skimage:coffee"])),
+                        DataConfig(paths=["skimage:coffee"], crop_size=64, flip=False), 0)
+    assert torch.allclose(crops[3], scale_saturation(plain[3], 1.5))  # the same crop, saturated
 
 
 def test_entropy_loss_prefers_confident_and_spread_codes():

@@ -275,7 +275,21 @@ def make_crop(img: Image.Image, cfg: DataConfig, gen: torch.Generator) -> Tensor
         x = x.flip(-1)
     if cfg.permute_channels:
         x = x[torch.randperm(3, generator=gen)]
+    if cfg.saturation is not None:
+        lo, hi = cfg.saturation
+        factor = lo + (hi - lo) * float(torch.rand((), generator=gen))
+        x = scale_saturation(x, factor)
     return x
+
+
+LUMA_BT601 = (0.299, 0.587, 0.114)
+
+
+def scale_saturation(x: Tensor, factor: float) -> Tensor:
+    """``[3, H, W]`` in [0, 1] with its chroma scaled by `factor` about each pixel's BT.601 luma, clipped to [0, 1]
+    (factor 0: grey, 1: unchanged; PIL's ImageEnhance.Color does the same)."""
+    luma = torch.tensordot(torch.tensor(LUMA_BT601, dtype=x.dtype), x, dims=1)
+    return (luma + factor * (x - luma)).clamp_(0, 1)
 
 
 class CropDataset(torch.utils.data.Dataset):

@@ -31,6 +31,9 @@ class DataConfig:
     cache_shorter: decode each image once, shrink its shorter side to this, and keep it in memory (small sets).
     permute_channels: reorder each crop's RGB channels at random (one of the 6 orders), so that a model trained on
         few photos meets every hue; a cheap colour augmentation (the embedded default's second stage uses it).
+    saturation: ``[lo, hi]``: scale each crop's saturation by a random factor in that range (1 keeps it; the
+        chroma is scaled about the pixel's luma, BT.601, then clipped to [0, 1]), so that colours more saturated
+        than the training photos' are seen too.
     captions: also read each image's caption (CLIP-style training, e.g. UniTok): batches become
         ``(images, list of strings)``. Files: a sidecar ``<stem>.txt``; webdataset: the sample's ``.txt`` member
         (or ``.json`` with a "caption" / "text" field); hf: the `hf_text_key` column; ``skimage:NAME``: a short
@@ -45,6 +48,7 @@ class DataConfig:
     resize_range: list[int] | None = None
     flip: bool = True
     permute_channels: bool = False
+    saturation: list[float] | None = None
     batch_size: int = 8  # per process
     num_workers: int = 0
     cache_shorter: int | None = None
@@ -82,6 +86,8 @@ class LossConfig:
 
     l1: float = 0.0
     l2: float = 1.0
+    colour: float = 0.0  # squared error of colour_pool x colour_pool block means (zoo.train.losses.PixelLoss)
+    colour_pool: int = 16
     lpips: float = 0.0
     lpips_vgg: str | None = None  # torchvision vgg16 weights (default: the torch hub cache)
     lpips_lin: str | None = None  # LPIPS linear layers, lpips' weights/v0.1/vgg.pth (default: standard places)
@@ -276,11 +282,11 @@ def validate(rec: Recipe, check_data: bool = True) -> None:
         if value not in choices:
             raise ConfigError(f"recipe.{key}: {value!r} is not one of {list(choices)}")
     positive = ["data.crop_size", "data.batch_size", "train.max_steps", "train.grad_accum", "train.log_every",
-                "train.save_every", "train.keep_last", "train.restart_every"]
+                "train.save_every", "train.keep_last", "train.restart_every", "loss.colour_pool"]
     for key in positive:
         if _get(rec, key) < 1:
             raise ConfigError(f"recipe.{key} must be at least 1, got {_get(rec, key)}")
-    nonneg = ["loss.l1", "loss.l2", "loss.lpips", "loss.convnext", "loss.quantizer", "loss.entropy", "loss.gan.weight",
+    nonneg = ["loss.l1", "loss.l2", "loss.colour", "loss.lpips", "loss.convnext", "loss.quantizer", "loss.entropy", "loss.gan.weight",
               "loss.gan.lecam", "loss.proxy_ce", "loss.clip", "loss.semantic", "optim.lr", "optim.weight_decay",
               "schedule.warmup_steps", "schedule.end_lr", "data.num_workers", "loss.gan.start"]
     for key in nonneg:
@@ -296,6 +302,10 @@ def validate(rec: Recipe, check_data: bool = True) -> None:
         r = rec.data.resize_range
         if len(r) != 2 or r[0] > r[1] or r[0] < 1:
             raise ConfigError(f"recipe.data.resize_range takes [lo, hi] pixels with 1 <= lo <= hi, got {r}")
+    if rec.data.saturation is not None:
+        r = rec.data.saturation
+        if len(r) != 2 or not 0 <= r[0] <= r[1]:
+            raise ConfigError(f"recipe.data.saturation takes [lo, hi] factors with 0 <= lo <= hi, got {r}")
     if rec.train.export == "ema" and rec.train.ema_decay is None:
         rec.train.export = "model"  # nothing else to export
     # the family and its config (unknown keys are named with the family's config class)

@@ -219,7 +219,7 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
     disc_raw = build_discriminator(gcfg.discriminator, gcfg.channels, gcfg.layers, gcfg.norm,
                                    gcfg.dino_weights).to(device).train() if gcfg.weight > 0 else None
     lecam = LeCam(gcfg.lecam_decay).to(device) if disc_raw is not None and gcfg.lecam > 0 else None
-    pixel = PixelLoss(rec.loss.l1, rec.loss.l2)
+    pixel = PixelLoss(rec.loss.l1, rec.loss.l2, rec.loss.colour, rec.loss.colour_pool)
     lpips = convnext = None
     if rec.loss.lpips:
         from .perceptual import LPIPS
