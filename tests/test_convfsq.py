@@ -104,3 +104,41 @@ def test_half_size_storage_loads_back_in_float32(tmp_path, photos64):
         assert torch.equal(a.half().float(), b), name
     with pytest.raises(ZooError):
         tok.save_pretrained(tmp_path / "bad", storage_dtype="int8")
+
+
+def test_growing_a_quantizer_channel_keeps_the_function_then_trains(tmp_path, photos64):
+    """`train.grow`: a 4th FSQ channel added to a trained 3-channel model (the default's stage 3) is read with zero weights, so
+    the grown model reconstructs exactly as the small one; a few steps of training then use the new channel."""
+    from zoo.train import train
+    from zoo.train.trainer import grow_from
+
+    torch.manual_seed(0)
+    small = zoo.build("convfsq", **TINY_CONFIG).eval()
+    for p in small.parameters():  # no zero biases / unit norms: every copied value is checked
+        p.data.normal_(0, 0.3)
+    large = grow_from(small, zoo.build("convfsq", **{**TINY_CONFIG, "levels": (5, 5, 4, 4)})).eval()
+    assert large.spec.codebook_sizes == (400,) and small.spec.codebook_sizes == (100,)
+    assert torch.equal(small.decode(small.encode(photos64)), large.decode(large.encode(photos64)))
+    with pytest.raises(ConfigError, match="can only grow"):
+        grow_from(large, zoo.build("convfsq", **TINY_CONFIG))
+
+    torch.manual_seed(0)
+    zoo.build("convfsq", **TINY_CONFIG).save_pretrained(tmp_path / "small")  # its own initialisation
+    recipe = {
+        "family": "convfsq", "model": {"levels": [5, 5, 4, 4]}, "seed": 0, "output": str(tmp_path / "run"),
+        "data": {"source": "images", "paths": ["skimage:astronaut", "skimage:coffee"], "crop_size": 32,
+                 "resize_range": [64, 96], "batch_size": 4, "cache_shorter": 96, "saturation": [1.0, 1.5]},
+        "loss": {"l2": 1.0, "colour": 5.0, "quantizer": 0.0},
+        "optim": {"name": "adam", "lr": 2e-3},
+        "train": {"init": str(tmp_path / "small"), "grow": True, "max_steps": 6, "log_every": 3, "save_every": 6,
+                  "threads": 1},
+    }
+    logs = []
+    result = train(recipe, quiet=True, callback=lambda step, entry: logs.append(entry) and False)
+    assert "loss/colour" in logs[-1]
+    grown = zoo.load(result.model_dir)
+    assert grown.spec.codebook_sizes == (400,)
+    assert float(large.decoder.head.weight.detach()[:, 3:].abs().max()) == 0  # nothing new reached the outputs at first
+    assert float(grown.decoder.head.weight.detach()[:, 3:].abs().max()) > 1e-4  # training connected the new channel
+    with pytest.raises(ConfigError, match="grow needs train.init"):
+        train({**recipe, "train": {"grow": True, "max_steps": 1}}, quiet=True)

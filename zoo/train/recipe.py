@@ -132,6 +132,9 @@ class TrainConfig:
     stage: int | None = None  # family stage (TiTok/One-D-Piece: 1 = proxy codes, 2 = decoder fine-tuning)
     freeze: list[str] = field(default_factory=list)  # parameter-name patterns kept frozen (added to the family's)
     init: str | None = None  # start from a registered name, a zoo folder, or a run's checkpoint folder
+    # with init: the recipe's `model` may make tensors larger than the init's; each init tensor fills the leading
+    # corner of its grown tensor and the rest starts at zero (zoo.train.trainer.grow_from)
+    grow: bool = False
     log_every: int = 10
     save_every: int = 500
     keep_last: int = 3
@@ -306,6 +309,8 @@ def validate(rec: Recipe, check_data: bool = True) -> None:
         r = rec.data.saturation
         if len(r) != 2 or not 0 <= r[0] <= r[1]:
             raise ConfigError(f"recipe.data.saturation takes [lo, hi] factors with 0 <= lo <= hi, got {r}")
+    if rec.train.grow and rec.train.init is None:
+        raise ConfigError("recipe.train.grow needs train.init (the model to grow from)")
     if rec.train.export == "ema" and rec.train.ema_decay is None:
         rec.train.export = "model"  # nothing else to export
     # the family and its config (unknown keys are named with the family's config class)

@@ -109,12 +109,41 @@ def _build_model(rec: Recipe) -> nn.Module:
     if model.family != rec.family:
         raise ConfigError(f"recipe.train.init {rec.train.init!r} is a {model.family} model, the recipe trains "
                           f"{rec.family}")
+    if rec.train.grow:
+        torch.manual_seed(rec.seed)
+        return grow_from(model, build(rec.family, rec.model), rec.train.init)
     have = config_to_dict(model.config)
     for key, value in rec.model.items():
         if key in have and have[key] != (list(value) if isinstance(value, tuple) else value):
             raise ConfigError(f"recipe.model.{key}={value!r} differs from {rec.train.init!r}'s {have[key]!r}: "
                               "drop it from the recipe (sizes come from the init model)")
     return model
+
+
+def grow_from(small: nn.Module, large: nn.Module, name: str = "the init model") -> nn.Module:
+    """Warm-start `large` from `small`, a model of the same family with some tensors smaller (e.g. one more
+    quantizer channel), keeping `small`'s function (Net2Net-style widening).
+
+    Each of `small`'s tensors is copied into the leading corner of `large`'s tensor of the same name. Of the grown
+    part, the weights that read a new input channel (dimension 1 of a weight ``[out, in, ...]``) are set to zero,
+    so nothing new reaches the old outputs; new output channels (rows, and 1-D tensors such as biases and norm
+    weights) keep `large`'s own initialisation, so they differ from each other and start learning at once. Tensors
+    `small` lacks keep `large`'s initialisation.
+    """
+    small_sd, large_sd = small.state_dict(), large.state_dict()
+    extra = sorted(set(small_sd) - set(large_sd))
+    if extra:
+        raise ConfigError(f"recipe.train.grow: {name} has tensors the recipe's model lacks: {extra[:5]}")
+    for key, old in small_sd.items():
+        new = large_sd[key]
+        if old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
+            raise ConfigError(f"recipe.train.grow: {key} is {tuple(old.shape)} in {name} and "
+                              f"{tuple(new.shape)} in the recipe's model: it can only grow")
+        if new.dim() >= 2 and new.shape[1] > old.shape[1]:
+            new[:, old.shape[1]:] = 0
+        new[tuple(slice(0, n) for n in old.shape)] = old
+    large.load_state_dict(large_sd)
+    return large
 
 
 def _resolve_init_config(rec: Recipe) -> None:
