@@ -130,7 +130,13 @@ def test_ddp_two_processes_on_cpu_and_resume_in_one(tmp_path):
     state = json.loads((latest_checkpoint(tmp_path / "ddp") / "trainer.json").read_text())
     assert state["world_size"] == 2 and state["data"]["position"] == 16
     train(TINY, args + ["data.batch_size=4"], output=tmp_path / "one", quiet=True)
-    assert max_diff(weights(tmp_path / "ddp"), weights(tmp_path / "one")) < 1e-4
+    # The same steps: all but a handful of the 0.8M weights agree within 1e-4 (gloo's gradient average sums in
+    # another order, and Adam turns that noise in near-zero gradients into steps of up to lr = 2e-3); other
+    # samples or a missing average would move most weights by about lr.
+    ddp, one = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    gaps = torch.cat([(ddp[k].double() - one[k].double()).abs().flatten() for k in ddp])
+    assert int((gaps > 1e-4).sum()) < 100 and float(gaps.mean()) < 1e-6 and float(gaps.max()) < 2e-3, (
+        int((gaps > 1e-4).sum()), float(gaps.mean()), float(gaps.max()))
     # the 2-process checkpoint resumes in 1 process (with the per-process batch doubled: same global batch)
     resumed = train(TINY, args + ["data.batch_size=4", "train.max_steps=6"], output=tmp_path / "ddp", resume=True,
                     quiet=True)

@@ -68,6 +68,30 @@ def test_saturation_augmentation_matches_pil():
     assert torch.allclose(crops[3], scale_saturation(plain[3], 1.5))  # the same crop, saturated
 
 
+def test_ema_warms_up_like_diffusers_and_can_be_constant():
+    """With warm-up the average forgets the initial weights within steps (diffusers' EMAModel decay schedule);
+    without it, 0.999 still holds (0.999 ** 100 =) 90% of them after 100 updates."""
+    from zoo.train.ema import EMA
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    warm, flat = EMA(model, 0.999), EMA(model, 0.999, warmup=False)
+    assert warm.current_decay() == pytest.approx(0.1) and flat.current_decay() == 0.999
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(100):
+        warm.update(model)
+        flat.update(model)
+    assert warm.current_decay() == pytest.approx(101 / 110)
+    assert float(warm.shadow["weight"][0, 0]) > 0.99  # prod of d_n over n < 100 is tiny
+    assert float(flat.shadow["weight"][0, 0]) == pytest.approx(1 - 0.999 ** 100, rel=1e-4)
+    state = warm.state_dict()
+    again = EMA(model, 0.999)
+    again.load_state_dict(state)
+    assert again.current_decay() == warm.current_decay()  # resumes on the same schedule
+
+
 def test_entropy_loss_prefers_confident_and_spread_codes():
     codebook = torch.eye(4)
     spread = codebook.repeat(4, 1)  # every code used, each vector exactly on one

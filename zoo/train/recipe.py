@@ -129,6 +129,7 @@ class TrainConfig:
     grad_accum: int = 1
     mixed_precision: str = "no"  # no | fp16 | bf16
     ema_decay: float | None = None
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + n) / (10 + n)) at update n, as diffusers' EMAModel
     stage: int | None = None  # family stage (TiTok/One-D-Piece: 1 = proxy codes, 2 = decoder fine-tuning)
     freeze: list[str] = field(default_factory=list)  # parameter-name patterns kept frozen (added to the family's)
     init: str | None = None  # start from a registered name, a zoo folder, or a run's checkpoint folder

@@ -278,7 +278,7 @@ def train(recipe: str | os.PathLike | Mapping | Recipe, overrides: Sequence[str]
     raw = accelerator.unwrap_model(model)
     disc_raw = accelerator.unwrap_model(disc) if disc is not None else None
     d_params = [p for p in disc_raw.parameters() if p.requires_grad] if disc_raw is not None else []
-    ema = EMA(raw, rec.train.ema_decay) if rec.train.ema_decay is not None else None
+    ema = EMA(raw, rec.train.ema_decay, rec.train.ema_warmup) if rec.train.ema_decay is not None else None
     quantizers = adapter.quantizers(raw)
     tap = _QuantizerTap(quantizers)
     usage_size = max(raw.spec.codebook_sizes)  # codebook usage is counted from the codes, for every family
