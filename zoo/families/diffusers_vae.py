@@ -186,7 +186,11 @@ _SD_SOURCE = "stabilityai/sd-vae-ft-mse model card (Evaluation table)"
 _LDM_CITE = ("@inproceedings{rombach2022ldm, title={High-Resolution Image Synthesis with Latent Diffusion Models}, "
              "author={Rombach, Robin and Blattmann, Andreas and Lorenz, Dominik and Esser, Patrick and Ommer, "
              "Bj{\\\"o}rn}, booktitle={CVPR}, year={2022}}")
-_KL = dict(class_name="AutoencoderKL", image_size=256)
+# The architectures below describe the entries (spec, `zoo info`, cards) before any download; loading reads the
+# released config.json itself (`extra["hub_config_file"]`), which replaces `model`.
+_SD_ARCH = dict(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+                up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=4, norm_num_groups=32)
+_KL = dict(class_name="AutoencoderKL", image_size=256, model=_SD_ARCH)
 
 for _name, _repo, _rfid, _psnr, _ssim, _what in (
     ("sd-vae-ft-ema", "stabilityai/sd-vae-ft-ema", 4.42, 23.8, 0.69, "decoder fine-tuned with EMA (L1 + LPIPS)"),
@@ -213,7 +217,8 @@ register_model(ModelEntry(
 ))
 
 register_model(ModelEntry(
-    name="flux-vae", family="diffusers", config=_KL,
+    name="flux-vae", family="diffusers",
+    config=dict(_KL, model=dict(_SD_ARCH, latent_channels=16, use_quant_conv=False, use_post_quant_conv=False)),
     description="FLUX.1 VAE (f8, 16 latent channels, no quant convs; from FLUX.1-schnell, Apache-2.0); continuous",
     hub_repo="black-forest-labs/FLUX.1-schnell", hub_file="vae/diffusion_pytorch_model.safetensors",
     license="apache-2.0", code="https://github.com/black-forest-labs/flux",
@@ -221,7 +226,11 @@ register_model(ModelEntry(
 ))
 
 register_model(ModelEntry(
-    name="movq-kandinsky-2-2", family="diffusers", config=dict(class_name="VQModel", image_size=256),
+    name="movq-kandinsky-2-2", family="diffusers",
+    config=dict(class_name="VQModel", image_size=256, model=dict(
+        block_out_channels=[128, 256, 256, 512], down_block_types=["DownEncoderBlock2D"] * 3 + ["AttnDownEncoderBlock2D"],
+        up_block_types=["AttnUpDecoderBlock2D"] + ["UpDecoderBlock2D"] * 3, layers_per_block=2, latent_channels=4,
+        num_vq_embeddings=16384, vq_embed_dim=4, norm_type="spatial")),
     description="Kandinsky 2.2's MoVQ (VQModel, f8, spatially modulated decoder norm), diffusers layout",
     hub_repo="kandinsky-community/kandinsky-2-2-decoder", hub_file="movq/diffusion_pytorch_model.safetensors",
     license="apache-2.0", paper="https://arxiv.org/abs/2209.09002", code="https://github.com/ai-forever/Kandinsky-2",
