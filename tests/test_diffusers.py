@@ -151,3 +151,14 @@ def test_zoo_eval_one_report_for_a_vae_and_a_discrete_tokenizer(folders, model_d
     assert vae_row["images"] == vq_row["images"] == 3 and vae_row["psnr"] > 0 and vq_row["psnr"] > 0
     md = (out / "report.md").read_text()
     assert "16384*" in md and "not comparable with discrete tokens' bits" in md
+
+
+def test_cli_encode_refuses_a_continuous_model(folders, tmp_path, capsys):
+    from PIL import Image
+
+    from zoo.cli import main
+
+    Image.fromarray((photo_batch(SIZE)[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(tmp_path / "a.png")
+    assert main(["encode", str(tmp_path / "a.png"), "-m", str(folders["kl"][0]), "-o", str(tmp_path / "c.st"),
+                 "-q"]) == 2
+    assert "continuous autoencoder: it has latents, not codes" in capsys.readouterr().err
