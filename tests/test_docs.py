@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # tokenizer that train.md's tiny run wrote. Every doc is in exactly one lane.
 LANES: list[list[Path]] = [
     [ROOT / "README.md", ROOT / "docs" / "eval.md", ROOT / "docs" / "hub.md", ROOT / "docs" / "ARCHITECTURE.md",
+     ROOT / "docs" / "your-tokenizer.md", ROOT / "docs" / "latents.md",
      *sorted((ROOT / "docs" / "families").glob("*.md"))],
     [ROOT / "docs" / "train.md", ROOT / "docs" / "generate.md"],
 ]

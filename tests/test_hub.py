@@ -167,7 +167,7 @@ def test_config_that_does_not_fit_the_weights_is_refused(pushed, online):
     meta = json.loads(tree["config.json"])
     meta["config"]["codebook_size"] = 65
     _copy_repo(online, pushed["v1"]["commit"], "test-user/mismatch", {"config.json": json.dumps(meta).encode()})
-    with pytest.raises(CheckpointError, match=r"quantize.embedding.weight \(64, 32\) vs model \(65, 32\)"):
+    with pytest.raises(CheckpointError, match=r"quantizer.embedding.weight \(64, 32\) vs model \(65, 32\)"):
         zoo.load("hf://test-user/mismatch")
     meta["config"] = {**meta["config"], "codebook_size": 64, "codebok_size": 3}
     _copy_repo(online, pushed["v1"]["commit"], "test-user/badkey", {"config.json": json.dumps(meta).encode()})
@@ -179,9 +179,9 @@ def test_config_that_does_not_fit_the_weights_is_refused(pushed, online):
 # Named models: official file through the HF cache, converted once, kept as safetensors in the zoo cache
 # ---------------------------------------------------------------------------------------------------------------
 def official_bytes(model) -> bytes:
-    """Our tiny VQGAN saved in the official layout (a torch pickle, identical key names for this family)."""
+    """Our tiny VQGAN saved in the official layout (a torch pickle, identical key names but the codebook's)."""
     buf = io.BytesIO()
-    torch.save({k: v.clone() for k, v in model.state_dict().items()}, buf)
+    torch.save({k.replace("quantizer.", "quantize.", 1): v.clone() for k, v in model.state_dict().items()}, buf)
     return buf.getvalue()
 
 

@@ -111,7 +111,7 @@ def test_tiny_cumulative_reconstructions_per_scale(tiny, io):
     """The quantizer's running reconstruction after every scale equals the official f_hat list."""
     B, s = 3, tiny.config.latent_side
     feats = [f.reshape(B, -1, s, s) for f in io["features"].chunk(2, dim=2)]
-    for g, q in enumerate(tiny.quantize.branches):
+    for g, q in enumerate(tiny.quantizer.branches):
         indices, f_hats = q.quantize_with_reconstructions(feats[g])
         assert torch.equal(indices, io[f"indices_branch{g}"])
         assert torch.allclose(torch.stack(f_hats), io[f"f_hats_branch{g}"], atol=ATOL)
@@ -222,7 +222,7 @@ def test_training_forward_and_semantic_loss_match_official(tiny, io):
 
 def test_quantizer_dropout_matches_official_training_forward(tiny, io):
     """VectorQuantizer2.forward in training mode with a given dropout draw (5 of 10 samples cut)."""
-    quantizer = tiny.quantize.branches[1]
+    quantizer = tiny.quantizer.branches[1]
     keep = io["dropout_keep"].clone()
     keep[5:] = len(quantizer.scales)  # the release applies the draw to the first int(B * codebook_drop) samples
     quantizer.train()
@@ -257,7 +257,7 @@ def test_released_schedule_quantizer_matches_official():
     official = {"quantizes.0." + k[len("official."):]: v for k, v in data.items() if k.startswith("official.")}
     ours = rename({k: v for k, v in official.items() if not k.endswith("ema_vocab_hit_SV")}, convert.RULES)
     q = MultiScaleResidualQuantizer(64, 8, RELEASED, l2_norm=True, phi_count=4)
-    q.load_state_dict({k[len("quantize.branches.0."):]: v for k, v in ours.items()}, strict=True)
+    q.load_state_dict({k[len("quantizer.branches.0."):]: v for k, v in ours.items()}, strict=True)
     assert q.phi_index == (0, 0, 1, 1, 1, 2, 2, 3, 3, 3)
     indices, f_hats = q.eval().quantize_with_reconstructions(data["features"])
     assert indices.shape == (3, 286) and torch.equal(indices, data["indices"])

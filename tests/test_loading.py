@@ -19,8 +19,8 @@ def tiny():
 
 
 def official_sd(model):
-    """Our tiny VQGAN's weights in the official key layout (identical names for this family)."""
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    """Our tiny VQGAN's weights in the official key layout (identical names but the codebook: quantize.*)."""
+    return {k.replace("quantizer.", "quantize.", 1): v.clone() for k, v in model.state_dict().items()}
 
 
 def test_unknown_names_suggest_the_closest():
@@ -66,7 +66,7 @@ def test_folder_with_wrong_weights_is_refused(tiny, tmp_path):
     tiny.save_pretrained(tmp_path / "n")
     cfg = (tmp_path / "n" / "config.json").read_text().replace('"codebook_size": 64', '"codebook_size": 65')
     (tmp_path / "n" / "config.json").write_text(cfg)
-    with pytest.raises(CheckpointError, match=r"quantize.embedding.weight \(64, 32\) vs model \(65, 32\)"):
+    with pytest.raises(CheckpointError, match=r"quantizer.embedding.weight \(64, 32\) vs model \(65, 32\)"):
         zoo.load(tmp_path / "n")
     # a tampered (truncated) weights file
     data = (tmp_path / "m" / "model.safetensors").read_bytes()

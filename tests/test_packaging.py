@@ -61,10 +61,11 @@ def test_pyproject_declares_what_the_runtime_imports():
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     deps = " ".join(project["dependencies"])
-    assert "diffusers" not in deps and "einops" not in deps  # never imported
+    assert "diffusers" not in deps and "einops" not in deps  # diffusers is an extra: only its family imports it
     extras = project["optional-dependencies"]
     assert any("torch-fidelity" in d for d in extras["eval"]) and any("scikit-image" in d for d in extras["train"])
-    assert any("open_clip_torch" in d for d in extras["unitok"]) and "visual-tokenizer-zoo[eval,train,unitok]" in extras["dev"]
+    assert any("open_clip_torch" in d for d in extras["unitok"]) and any("diffusers" in d for d in extras["diffusers"])
+    assert "visual-tokenizer-zoo[eval,train,unitok,diffusers]" in extras["dev"]
 
 
 def test_cli_small_promises(model_dir, elsewhere, capsys):

@@ -229,7 +229,7 @@ def test_titok_two_stage_hooks(tmp_path):
     assert log[-1]["loss/proxy_ce"] < log[0]["loss/proxy_ce"] and "loss/l2" not in log[-1]
     w1 = load_file(str(s1.model_dir / "model.safetensors"))
     tw = teacher.state_dict()
-    assert torch.equal(w1["pixel_quantize.weight"], tw["quantize.embedding.weight"])
+    assert torch.equal(w1["pixel_quantize.weight"], tw["quantizer.embedding.weight"])
     assert torch.equal(w1["pixel_decoder.conv_out.weight"], tw["decoder.conv_out.weight"])
     # stage 2 from stage 1: encoder and quantizer frozen, decoders trained on pixels with a GAN
     s2 = train(_recipe("titok", {"two_stage": True}, train={"stage": 2, "init": str(s1.model_dir)},
@@ -237,7 +237,7 @@ def test_titok_two_stage_hooks(tmp_path):
                                                        "lecam": 0.001}}),
                output=tmp_path / "s2", quiet=True)
     w2 = load_file(str(s2.model_dir / "model.safetensors"))
-    assert all(torch.equal(w1[k], w2[k]) for k in w1 if k.startswith(("encoder.", "quantize.", "latent_tokens")))
+    assert all(torch.equal(w1[k], w2[k]) for k in w1 if k.startswith(("encoder.", "quantizer.", "latent_tokens")))
     assert not torch.equal(w1["pixel_decoder.conv_out.weight"], w2["pixel_decoder.conv_out.weight"])
     assert zoo.load(s2.model_dir).reconstruct(photo_batch(32)).shape == (2, 3, 32, 32)
 

@@ -39,6 +39,9 @@ def test_clip_loss_is_symmetric_cross_entropy():
     expected = (F.cross_entropy(logits, torch.arange(5)) + F.cross_entropy(logits.t(), torch.arange(5))) / 2
     torch.testing.assert_close(clip_contrastive_loss(img, txt, scale), expected)
     assert clip_contrastive_loss(img, img, scale) < clip_contrastive_loss(img, txt, scale)  # matched pairs win
+    open_clip_loss = pytest.importorskip("open_clip.loss")  # the loss UniTok trains with, one process
+    theirs = open_clip_loss.ClipLoss(local_loss=True, gather_with_grad=True)(img, txt, scale)
+    torch.testing.assert_close(clip_contrastive_loss(img, txt, scale), theirs, atol=0, rtol=0)
 
 
 def test_tiny_recipe_learns_to_match_photos_and_captions(tmp_path):

@@ -84,7 +84,7 @@ def test_sampling_with_the_rng_matched_gives_the_official_codes_and_images(model
     images = tokenizer.decode(Codes(torch.stack([b0, b1], -1), scales=tokenizer.spec.scales))
     torch.testing.assert_close(images, io["sample_images"], atol=1e-4, rtol=0)
     # the tokenizer's running state is the sum of all scales: decoding it directly gives the same images
-    direct = tokenizer.decode_features(torch.cat(state[0], dim=1)).clamp(0, 1)
+    direct = tokenizer.decode_latents(torch.cat(state[0], dim=1)).clamp(0, 1)
     torch.testing.assert_close(direct, images, atol=1e-5, rtol=0)
 
 

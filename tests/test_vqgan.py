@@ -34,7 +34,7 @@ def test_tiny_parity_with_official():
     tok = zoo.from_official("vqgan", FIXTURE / "tiny_official.safetensors", FIXTURE / "tiny_config.json")
     io = load_file(str(FIXTURE / "tiny_io.safetensors"))
     assert tok.config.image_size == 64 and tok.config.channel_mult == (1, 1, 2, 2, 2)
-    assert torch.allclose(tok.features(io["images"]), io["encoder_out"], atol=1e-4)
+    assert torch.allclose(tok.encode_latents(io["images"]), io["encoder_out"], atol=1e-4)
     codes = tok.encode(io["images"])
     assert torch.equal(codes.indices[..., 0], io["indices"])
     assert torch.allclose(tok.decode(codes, clamp=False), io["decoded_raw"], atol=1e-4)

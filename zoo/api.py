@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, InputError
 
-__all__ = ["Codes", "TokenizerSpec", "Tokenizer", "check_images", "weights_fingerprint"]
+__all__ = ["Codes", "Latents", "TokenizerSpec", "Tokenizer", "check_images", "weights_fingerprint"]
 
 FINGERPRINT_SAMPLE = 1 << 16
 
@@ -275,6 +275,43 @@ class Codes:
         return codes.validate()
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Latents (continuous autoencoders)
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class Latents:
+    """What `encode` gives for a continuous autoencoder (``spec.continuous``; e.g. an SD VAE): no codes, latents.
+
+    Attributes:
+        values: float ``[B, C, h, w]``: the deterministic latents (a VAE's posterior mode), before any scaling
+            factor a diffusion model applies.
+        model, fingerprint: as in `Codes`: who made them; `decode` refuses another model's latents.
+    """
+
+    values: Tensor
+    model: str | None = None
+    fingerprint: str | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.values.shape[0])
+
+    def bits(self) -> Tensor:
+        """Bits per image if the latents are stored as float16 (16 x C x h x w), float64 ``[B]``.
+
+        Not comparable with `Codes.bits` (an entropy-free fixed-rate code): reports flag the row."""
+        per_image = 16 * math.prod(self.values.shape[1:])
+        return torch.full((self.batch_size,), float(per_image), dtype=torch.float64)
+
+    def to(self, device: torch.device | str) -> "Latents":
+        return Latents(self.values.to(device), self.model, self.fingerprint)
+
+    def __getitem__(self, item: int | slice) -> "Latents":
+        if isinstance(item, int):
+            item = slice(item, item + 1 if item != -1 else None)
+        return Latents(self.values[item], self.model, self.fingerprint)
+
+
 _LAYOUT_KEYS = ("grid", "scales", "codebook_sizes", "model", "folded_sizes", "fingerprint")
 
 
@@ -331,6 +368,7 @@ class TokenizerSpec:
     token_choices: tuple[int, ...] | None = None  # allowed budgets when not every count in [min, max] is
     code_dim: int | None = None
     eval_crop: str = "center"  # the official evaluation crop (zoo.images.CROP_PROTOCOLS): "center" or "adm"
+    continuous: bool = False  # True: an autoencoder without a quantizer (encode gives `Latents`, not `Codes`)
 
     @property
     def num_groups(self) -> int:
@@ -342,6 +380,9 @@ class TokenizerSpec:
 
     @property
     def bits_per_token(self) -> int:
+        """Bits of one token: Σ ceil(log2 K) over groups; continuous models: 16 x code_dim (float16 latents)."""
+        if self.continuous:
+            return 16 * (self.code_dim or 0)
         return sum(math.ceil(math.log2(k)) for k in self.codebook_sizes)
 
     def as_dict(self) -> dict[str, Any]:
@@ -351,7 +392,7 @@ class TokenizerSpec:
             "token_choices": list(self.token_choices) if self.token_choices else None,
             "groups": self.num_groups, "codebook_sizes": list(self.codebook_sizes), "code_dim": self.code_dim,
             "grid": list(self.grid) if self.grid else None, "scales": list(self.scales) if self.scales else None,
-            "bits_per_token": self.bits_per_token, "eval_crop": self.eval_crop,
+            "bits_per_token": self.bits_per_token, "eval_crop": self.eval_crop, "continuous": self.continuous,
             "bytes_per_image_at_max": self.max_tokens * self.bits_per_token / 8,
         }
 
@@ -385,7 +426,7 @@ def check_images(images: Any, image_size: int | None = None) -> Tensor:
                          "(for uint8 pixels divide by 255: images.float() / 255)")
     if not torch.isfinite(images).all():
         raise InputError("images contain NaN or infinite values")
-    lo, hi = float(images.min()), float(images.max())
+    lo, hi = float(images.detach().min()), float(images.detach().max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         hint = " (looks like [-1, 1]: use (x + 1) / 2)" if lo < 0 and lo >= -1 - 1e-3 else ""
         hint = hint or (" (looks like [0, 255]: divide by 255)" if hi > 1.5 else "")
@@ -428,6 +469,15 @@ class Tokenizer(nn.Module):
     def _decode(self, codes: Codes) -> Tensor:
         raise NotImplementedError
 
+    def _encode_latents(self, images: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not implement the latent API (_encode_latents)")
+
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement the latent API (_quantize)")
+
+    def _decode_latents(self, quantized: Tensor, **kwargs: Any) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not implement the latent API (_decode_latents)")
+
     # ---- public API ----
     @property
     def device(self) -> torch.device:
@@ -467,8 +517,8 @@ class Tokenizer(nn.Module):
             self._fingerprint = (self._identity_key(), cached[1])
         return out
 
-    def encode(self, images: Tensor, num_tokens: int | str | None = None, **kwargs: Any) -> Codes:
-        """Tokenize images float ``[B,3,H,W]`` in [0,1] -> `Codes`.
+    def encode(self, images: Tensor, num_tokens: int | str | None = None, **kwargs: Any) -> Codes | Latents:
+        """Tokenize images float ``[B,3,H,W]`` in [0,1] -> `Codes` (continuous models, `spec.continuous`: `Latents`).
 
         `num_tokens` picks a budget for variable-length families (see `spec`); fixed-length ones refuse any
         other count than theirs.
@@ -478,19 +528,30 @@ class Tokenizer(nn.Module):
         self._check_budget(num_tokens)
         with torch.no_grad():
             codes = self._encode(images.to(self.device, self.dtype), num_tokens, **kwargs)
+        return self._stamp(codes)
+
+    def _stamp(self, codes: Codes | Latents) -> Codes | Latents:
+        """Fill what a family's codes leave unset: the model's name, codebook sizes and fingerprint."""
         if codes.model is None:
             codes.model = self.name or self.family
+        if isinstance(codes, Latents):
+            if codes.fingerprint is None:
+                codes.fingerprint = self.fingerprint
+            return codes
         if codes.codebook_sizes is None:
-            codes.codebook_sizes = spec.codebook_sizes
+            codes.codebook_sizes = self.spec.codebook_sizes
         if codes.fingerprint is None:
             codes.fingerprint = self.fingerprint
         return codes
 
-    def decode(self, codes: Codes, clamp: bool = True) -> Tensor:
-        """`Codes` -> images float ``[B,3,H,W]``; clamped to [0,1] unless `clamp=False` (raw model output)."""
+    def decode(self, codes: Codes | Latents, clamp: bool = True) -> Tensor:
+        """`Codes` (continuous models: `Latents`) -> images float ``[B,3,H,W]``; clamped to [0,1] unless
+        `clamp=False` (raw model output)."""
+        spec = self.spec
+        if spec.continuous:
+            return self._decode_continuous(codes, clamp)
         if not isinstance(codes, Codes):
             raise InputError(f"decode takes a zoo.Codes, got {type(codes).__name__}")
-        spec = self.spec
         codes.validate(spec.codebook_sizes, spec.max_tokens)
         if codes.model is not None and self.name is not None and codes.model not in (self.name, self.family):
             raise InputError(f"these codes were made by {codes.model!r}; decode them with that model, not {self.name!r}")
@@ -505,10 +566,53 @@ class Tokenizer(nn.Module):
             images = self._decode(codes.to(self.device))
         return images.clamp(0.0, 1.0) if clamp else images
 
+    def _decode_continuous(self, latents: Latents, clamp: bool) -> Tensor:
+        if not isinstance(latents, Latents):
+            raise InputError(f"{self.name or self.family} is a continuous autoencoder: decode takes the zoo.Latents "
+                             f"its encode returns, got {type(latents).__name__}")
+        if latents.fingerprint is not None and latents.fingerprint != self.fingerprint:
+            raise InputError(f"these latents were made by another model ({latents.model or 'unnamed'}, fingerprint "
+                             f"{latents.fingerprint}) than this {self.name or self.family} ({self.fingerprint})")
+        with torch.no_grad():
+            images = self._decode_latents(latents.values.to(self.device, self.dtype))
+        return images.clamp(0.0, 1.0) if clamp else images
+
     def reconstruct(self, images: Tensor, num_tokens: int | str | None = None, clamp: bool = True,
                     **kwargs: Any) -> Tensor:
         """encode then decode: float ``[B,3,H,W]`` in [0,1] -> same shape."""
         return self.decode(self.encode(images, num_tokens=num_tokens, **kwargs), clamp=clamp)
+
+    # ---- the differentiable latent path (autograd on; docs/latents.md lists every family's shapes) ----
+    def encode_latents(self, images: Tensor) -> Tensor:
+        """Images float ``[B,3,H,W]`` in [0,1] -> pre-quantization latents (the family's layout, e.g.
+        ``[B, C, h, w]`` for 2-D grids, ``[B, N, D]`` for 1-D token sequences), with gradients.
+
+        ``decode_latents(quantize(encode_latents(x))[1])`` equals ``decode(encode(x), clamp=False)``.
+        """
+        images = check_images(images, self.spec.image_size)
+        return self._encode_latents(images.to(self.device, self.dtype))
+
+    def quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """Pre-quantization latents -> (`Codes`, quantized latents of the same shape).
+
+        The quantized latents carry the straight-through estimator: their forward value is the code vectors,
+        their gradient flows to `latents` unchanged. Runs the family's quantizer as training does (in train mode
+        an EMA codebook updates); no quantizer dropout. Continuous models (``spec.continuous``) have no quantizer.
+        """
+        if self.spec.continuous:
+            raise InputError(f"{self.name or self.family} is a continuous autoencoder: it has no quantizer; "
+                             "decode_latents(encode_latents(images)) is its differentiable path")
+        if not isinstance(latents, Tensor) or not latents.is_floating_point():
+            raise InputError(f"quantize takes a float tensor of latents, got {getattr(latents, 'dtype', type(latents))}")
+        codes, quantized = self._quantize(latents)
+        return self._stamp(codes), quantized
+
+    def decode_latents(self, quantized: Tensor, **kwargs: Any) -> Tensor:
+        """Quantized latents (as `quantize` returns them; continuous models: `encode_latents`' output) -> raw
+        images ``[B,3,H,W]`` ([0,1] scale, not clamped), with gradients."""
+        if not isinstance(quantized, Tensor) or not quantized.is_floating_point():
+            raise InputError(f"decode_latents takes a float tensor, got {getattr(quantized, 'dtype', type(quantized))}")
+        return self._decode_latents(quantized, **kwargs)
 
     # ---- checks shared by families ----
     def _check_budget(self, num_tokens: int | str | None) -> None:

@@ -236,6 +236,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     target = output_file(args.output)
     listing = output_file(_files_list(target))
     tok = _load(args)
+    if tok.spec.continuous:
+        raise InputError(f"{tok.name or tok.family} is a continuous autoencoder: it has latents, not codes to save; "
+                         "use `zoo reconstruct`, `zoo eval`, or tok.encode(images).values in Python")
     parts = []
     for _, images in _image_batches(files, tok.spec.image_size, args, "encode"):
         parts.append(tok.encode(images.to(tok.device), num_tokens=budget[0] if budget else None).to("cpu"))

@@ -5,7 +5,8 @@ generate and ``zoo eval`` with PSNR, SSIM, LPIPS and usage. The extras add:
 
 - ``[eval]``: torch-fidelity (rFID's TF-FID Inception through torchmetrics) and matplotlib (``rd.png``);
 - ``[train]``: scikit-image (its bundled photos, ``skimage:NAME`` in the shipped recipes);
-- ``[unitok]``: open_clip_torch (UniTok's CLIP text tokenizer and zero-shot templates).
+- ``[unitok]``: open_clip_torch (UniTok's CLIP text tokenizer and zero-shot templates);
+- ``[diffusers]``: diffusers (its autoencoders as zoo models: sd-vae-*, sdxl-vae, flux-vae, movq-kandinsky-2-2).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "eval"),
     "skimage": ("scikit-image", "train"),
     "open_clip": ("open_clip_torch", "unitok"),
+    "diffusers": ("diffusers", "diffusers"),
 }
 
 

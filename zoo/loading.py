@@ -89,6 +89,8 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
         return generator_from_official(checkpoint, config=config, device=device, dtype=dtype, family=family,
                                        **overrides)
     spec = get_family(family)
+    if isinstance(checkpoint, (str, os.PathLike)) and Path(checkpoint).is_dir():
+        checkpoint, config = _official_folder(Path(checkpoint), config)
     raw = load_file(checkpoint, spec.allow) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     state_dict, embedded_cfg = _extract(spec, raw, str(checkpoint) if not isinstance(checkpoint, Mapping)
                                         else "state dict")
@@ -107,6 +109,27 @@ def from_official(family: str, checkpoint: str | os.PathLike | Mapping, config: 
                           f"{' '.join(str(exc).split())}") from None
     return _from_state_dict(spec, our_config, state_dict, source=str(checkpoint) if not isinstance(checkpoint, Mapping)
                             else "state dict", device=device, dtype=dtype)
+
+
+def _official_folder(folder: Path, config: Any) -> tuple[Path, Any]:
+    """An official checkpoint given as a folder (the diffusers / transformers layout): its one weights file and,
+    unless a config is given, its config.json."""
+    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt"))
+    if len(weights) != 1:
+        raise CheckpointError(f"{folder}: an official checkpoint folder must hold exactly one weights file "
+                              f"(.safetensors, .bin, ...), found {[p.name for p in weights] or 'none'}")
+    if config is None and (folder / CONFIG_NAME).is_file():
+        config = folder / CONFIG_NAME
+    return weights[0], config
+
+
+def is_diffusers_folder(path: Path) -> bool:
+    """A folder written by diffusers' ``save_pretrained`` (config.json with ``_diffusers_version``)."""
+    try:
+        meta = json.loads((path / CONFIG_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "_diffusers_version" in meta and "format" not in meta
 
 
 def _extract(spec: Any, raw: Any, source: str) -> tuple[Mapping, Any]:
@@ -174,10 +197,20 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
     if target.startswith("hf://"):
         return load_hub_repo(target, device=device, dtype=dtype)
     path = Path(target)
+    if ":" in target and not path.exists():  # my_pkg.my_module:build or my_file.py:build (zoo.wrap)
+        from .wrap import load_callable
+
+        model = load_callable(target)
+        if model is not None:
+            if overrides or checkpoint is not None:
+                raise InputError(f"{target} builds its own model: config overrides and checkpoint= do not apply")
+            return _place(model, device, dtype)
     if path.is_dir():
         if checkpoint is not None:
             raise InputError("checkpoint= (--checkpoint on the command line) goes with a registered model name, not "
                              "with a folder")
+        if is_diffusers_folder(path):  # diffusers' own layout: converted through the diffusers family
+            return from_official("diffusers", path, device=device, dtype=dtype)
         return _place(load_folder(path), device, dtype)
     if path.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt") and path.exists():
         raise InputError(f"{path} is a checkpoint file: pass it as checkpoint= with the model name it belongs to "
@@ -197,17 +230,41 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | os.PathLike | None =
         from .hub import load_converted  # the official file, converted once and kept in the zoo cache
 
         def convert(path: Path) -> Tokenizer:
-            return _from_state_dict(spec, config, _extract(spec, load_file(path, spec.allow), str(path))[0],
+            state_dict = _extract(spec, load_file(path, spec.allow), str(path))[0]
+            return _from_state_dict(spec, _entry_config(entry, spec, config, state_dict, overrides), state_dict,
                                     source=str(path))
 
         model = load_converted(entry, config, convert)
         model.name = entry.name
         return _place(model, device, dtype)
+    if Path(checkpoint).is_dir():
+        checkpoint = _official_folder(Path(checkpoint), None)[0]
     raw = load_file(checkpoint, spec.allow)
     state_dict, _ = _extract(spec, raw, str(checkpoint))
+    config = _entry_config(entry, spec, config, state_dict, overrides, beside=Path(checkpoint).parent)
     model = _from_state_dict(spec, config, state_dict, source=str(checkpoint), device=device, dtype=dtype)
     model.name = entry.name
     return model
+
+
+def _entry_config(entry: Any, spec: Any, config: Any, state_dict: Mapping, overrides: Mapping,
+                  beside: Path | None = None) -> Any:
+    """A named model's config. Entries that name their official config file (``extra["hub_config_file"]``, e.g.
+    a diffusers ``config.json`` beside the weights) read it from the hub cache, or from beside a local
+    checkpoint, and build the config from it with the entry's own values on top."""
+    name = entry.extra.get("hub_config_file")
+    if not name:
+        return config
+    if beside is not None:
+        path = beside / Path(name).name
+        if not path.is_file():
+            raise CheckpointError(f"{entry.name} needs its official {Path(name).name} beside the checkpoint "
+                                  f"(looked for {path})")
+    else:
+        from .hub import hf_file
+
+        path = hf_file(entry.hub_repo, name, entry.hub_revision, what=entry.name)
+    return spec.config_from_official(read_config_file(path), state_dict, **{**entry.config, **overrides})
 
 
 def names_hub_repo(name_or_path: str | os.PathLike) -> bool:

@@ -42,6 +42,7 @@ RULES = [
     (_BASE + r"decoder\.up\.(\d+)\.upsample\.conv\.(weight|bias)", r"base_decoder.up.\1.upsample_conv.\2"),
     (_BASE + r"(encoder|decoder)\.(.*)", r"base_\1.\2"),
     (_BASE + r"quantize\.embedding\.weight", r"base_quantize.embedding.weight"),
+    (r"quantize\.(.*)", r"quantizer.\1"),  # our module is `quantizer` (`quantize` is the tokenizer's method)
 ]
 
 

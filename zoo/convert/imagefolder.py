@@ -10,8 +10,8 @@ ruamel ``ScalarFloat`` and its lists ``CommentedSeq`` (carrying ``LineCol`` and 
 
 Keys. ``encoder.model.*`` / ``decoder.model.*`` (timm ViTs) become ``encoder.vit.*`` / ``decoder.vit.*``,
 ``decoder.to_pixel.model`` becomes ``decoder.to_pixel``, ``quantizes.{b}.embedding`` becomes
-``quantize.branches.{b}.embedding`` and the φ convolutions ``quantizes.{b}.quant_resi.qresi_ls.{k}`` become
-``quantize.branches.{b}.phi.convs.{k}``. Skipped on purpose, by name (`SKIP`): the frozen DINOv2 teacher of the
+``quantizer.branches.{b}.embedding`` and the φ convolutions ``quantizes.{b}.quant_resi.qresi_ls.{k}`` become
+``quantizer.branches.{b}.phi.convs.{k}``. Skipped on purpose, by name (`SKIP`): the frozen DINOv2 teacher of the
 semantic loss (``semantic_model.*``, ~86M parameters, not used by encode/decode; `teacher_state_dict` reads it),
 XQ-GAN's frozen CLIP teacher (``detail_model.*``) and the codebook-usage statistics (``ema_vocab_hit_SV``). The level
 id buffers (``lvl1LC``) are checked against the layout we rebuild and then dropped.
@@ -77,10 +77,10 @@ RULES = (
     (r"encoder\.model\.(.*)", r"encoder.vit.\1"),
     (r"decoder\.to_pixel\.model\.(weight|bias)", r"decoder.to_pixel.\1"),
     (r"decoder\.model\.(.*)", r"decoder.vit.\1"),
-    (r"quantizes\.(\d+)\.embedding\.weight", r"quantize.branches.\1.embedding.weight"),
-    (r"quantizes\.(\d+)\.quant_resi\.qresi_ls\.(\d+)\.(weight|bias)", r"quantize.branches.\1.phi.convs.\2.\3"),
-    (r"quantizes\.(\d+)\.quant_resi\.qresi\.(weight|bias)", r"quantize.branches.\1.phi.convs.0.\2"),
-    (r"quantizes\.(\d+)\.quant_resi\.(\d+)\.(weight|bias)", r"quantize.branches.\1.phi.convs.\2.\3"),
+    (r"quantizes\.(\d+)\.embedding\.weight", r"quantizer.branches.\1.embedding.weight"),
+    (r"quantizes\.(\d+)\.quant_resi\.qresi_ls\.(\d+)\.(weight|bias)", r"quantizer.branches.\1.phi.convs.\2.\3"),
+    (r"quantizes\.(\d+)\.quant_resi\.qresi\.(weight|bias)", r"quantizer.branches.\1.phi.convs.0.\2"),
+    (r"quantizes\.(\d+)\.quant_resi\.(\d+)\.(weight|bias)", r"quantizer.branches.\1.phi.convs.\2.\3"),
 )
 
 

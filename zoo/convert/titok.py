@@ -28,6 +28,7 @@ RULES = [
     (r"decoder\.ffn\.2\.(weight|bias)", r"decoder.head.fc2.\1"),
     (r"decoder\.conv_out\.(weight|bias)", r"decoder.head.conv_out.\1"),
     (r"pixel_quantize\.embedding\.weight", r"pixel_quantize.weight"),
+    (r"quantize\.(.*)", r"quantizer.\1"),  # our module is `quantizer` (`quantize` is the tokenizer's method)
 ]
 
 

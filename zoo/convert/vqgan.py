@@ -1,8 +1,9 @@
 """MaskGIT VQGAN: official layout (bytedance/1d-tokenizer `PretrainedTokenizer`) -> ours.
 
 The official keys are ``encoder.*``, ``decoder.*`` and ``quantize.embedding.weight``; our modules were named after
-them, so the state dict maps one to one. Sizes come from the official conf dict (channel_mult, hidden_channels,
-num_res_blocks, z_channels, resolution, num_embeddings) or, when absent, from the weights' shapes.
+them, except the codebook: ``quantize.*`` -> ``quantizer.*`` (``quantize`` is the tokenizer's method). Sizes come
+from the official conf dict (channel_mult, hidden_channels, num_res_blocks, z_channels, resolution, num_embeddings)
+or, when absent, from the weights' shapes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Mapping
 from torch import Tensor
 
 from ..errors import CheckpointError
-from .common import count_blocks, find_state_dict, shape_of
+from .common import count_blocks, find_state_dict, rename, shape_of
 
 StateDict = dict[str, Tensor]
 
@@ -21,7 +22,7 @@ def extract(obj: Any) -> tuple[StateDict, dict | None]:
 
 
 def convert_state_dict(state_dict: Mapping[str, Tensor], config: Any = None) -> StateDict:
-    return {k: v for k, v in state_dict.items()}
+    return rename(state_dict, [(r"quantize\.(.*)", r"quantizer.\1")])
 
 
 def config_from_official(official: Mapping[str, Any] | None, state_dict: Mapping[str, Tensor],

@@ -128,7 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             _echo(results[-1], rank, args.quiet)
     codecs = _split(pick("baselines", None))
     for codec in codecs:
-        for r in [r for r in results if r.get("family") != "codec"]:
+        for r in [r for r in results if r.get("family") != "codec" and not r.get("continuous")]:
             results.append(evaluator.run_codec(codec, r["image_size"], r["bits_per_image"] / 8, r.get("crop")))
             _echo(results[-1], rank, args.quiet)
     if rank == 0:

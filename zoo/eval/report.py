@@ -71,6 +71,8 @@ def _cell(r: dict, key: str, fmt: str) -> str:
     v = r.get(key)
     if v is None:
         return "–"
+    if key == "bits_per_image" and r.get("continuous"):  # float16 latents: not a code (see the protocol notes)
+        return fmt.format(v) + "*"
     try:
         return fmt.format(v)
     except (ValueError, TypeError):
@@ -107,6 +109,9 @@ def markdown(results: Sequence[dict], meta: dict) -> str:
     if lp:
         lines.append(f"- **LPIPS**: torchmetrics linear heads, backbone {lp}")
     lines.append("- **bits/img**: tokens × Σ ceil(log2 K) over groups (fixed-rate code); codecs: real file bytes × 8")
+    note = next((r["bits_note"] for r in results if r.get("continuous") and "bits_note" in r), None)
+    if note:
+        lines.append(f"- **bits/img\\***: {note}")
     match = next((r["rd_match"] for r in results if "rd_match" in r), None)
     if match:
         lines.append(f"- **codec match**: {match}")
@@ -181,6 +186,15 @@ def rd_plot(results: Sequence[dict], path: Path) -> Path | None:
     return path
 
 
+def _resized(images: Any, size: Any) -> Any:
+    """A batch ``[N, 3, h, w]`` at `size` (bilinear, antialiased; unchanged when it already is that size)."""
+    import torch.nn.functional as F
+
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=tuple(size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
 def write_report(results: Sequence[dict], out: str | os.PathLike, meta: dict[str, Any]) -> dict[str, Path]:
     """Write report.json, report.md, rd.png (two or more points) and samples.png into `out`."""
     out = Path(out)
@@ -194,6 +208,7 @@ def write_report(results: Sequence[dict], out: str | os.PathLike, meta: dict[str
         meta["rd_plot"] = True
     if samples:
         rows = [samples[0][1][0].float() / 255] + [s[1].float() / 255 for _, s in samples]
+        rows = [_resized(r, rows[0].shape[-2:]) for r in rows]  # models of other sizes: shown at the first one's
         written["samples"] = save_image(make_grid(rows), out / "samples.png")
     _atomic_write(out / "report.json", json.dumps({"meta": meta, "results": clean}, indent=2, default=str))
     _atomic_write(out / "report.md", markdown(clean, meta))

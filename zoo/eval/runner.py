@@ -28,6 +28,8 @@ from .metrics import LPIPS, CodeUsage, psnr, ssim
 from .stats import FeatureStats, ReferenceStats, frechet_distance
 
 ALL_METRICS = ("rfid", "psnr", "ssim", "lpips", "usage")
+CONTINUOUS_BITS_NOTE = ("continuous latents stored as float16 (16 bits x C x h x w): an upper bound of a storage "
+                        "format, not a code; not comparable with discrete tokens' bits")
 
 
 def dist_info() -> tuple[int, int]:
@@ -178,14 +180,20 @@ class Evaluator:
         device = model.device
         model.eval()
 
+        continuous = getattr(spec, "continuous", False)
+
         def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any, dict[str, float]]:
             codes = model.encode(batch.to(device).float() / 255, num_tokens=num_tokens)
-            return to_uint8(model.decode(codes)), None, codes, {}
+            bits = codes.bits() if continuous else None  # Latents: float16 storage; Codes: counted by CodeUsage
+            return to_uint8(model.decode(codes)), bits, None if continuous else codes, {}
 
         label = {"model": model.name or spec.family, "family": spec.family,
                  "num_tokens": num_tokens or spec.max_tokens}
+        if continuous:
+            label.update({"continuous": True, "bits_note": CONTINUOUS_BITS_NOTE})
         crop = self.config.crop_for(getattr(spec, "eval_crop", None))
-        return self._loop(spec.image_size, crop, step, label, device, CodeUsage(spec.codebook_sizes))
+        usage = None if continuous else CodeUsage(spec.codebook_sizes)
+        return self._loop(spec.image_size, crop, step, label, device, usage)
 
     def run_codec(self, codec: str, size: int, target_bytes: float, crop: str | None = None) -> dict[str, Any]:
         """A Pillow codec ("jpeg" / "webp") matched to `target_bytes` per image: the rate–distortion baseline.

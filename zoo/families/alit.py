@@ -198,7 +198,7 @@ class ALIT(Tokenizer):
         # 2.-4.
         self.encoder = RecurrentEncoder(cfg)
         self.to_code = nn.Linear(cfg.width, cfg.token_size)
-        self.quantize = VectorQuantizer(cfg.codebook_size, cfg.token_size, l2_norm=True, beta=cfg.beta)
+        self.quantizer = VectorQuantizer(cfg.codebook_size, cfg.token_size, l2_norm=True, beta=cfg.beta)
         self.decoder = CodeDecoder(cfg)
 
     @property
@@ -233,7 +233,7 @@ class ALIT(Tokenizer):
         for r in range(last + 1):
             x = self.encoder.transformer(x)
             latents = x[:, start:]
-            q = self.quantize(self.to_code(self.encoder.ln_post(latents)))
+            q = self.quantizer(self.to_code(self.encoder.ln_post(latents)))
             logits = self.decoder(q.quantized.to(latents.dtype))
             drop = None
             if cfg.dynamic_halting:
@@ -310,8 +310,23 @@ class ALIT(Tokenizer):
             indices[i, :p.shape[0]] = p
         return Codes(indices[..., None], lengths=lengths.to(images.device))
 
+    # ---- the differentiable latent path (all rollouts: the most tokens) ----
+    def _encode_latents(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] -> pre-quantization latents of the last rollout ``[B, max_tokens, token_size]``.
+
+        The halting draws use the same seeded CPU generator as `encode` (``deterministic=True``), so the tokens
+        `quantize` gives are `encode`'s."""
+        for step in self.rollouts(images, generator=self._generator(True, None)):
+            pass
+        return self.to_code(self.encoder.ln_post(step.latents))
+
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """``[B, n, token_size]`` -> (codes ``[B, n, 1]``, straight-through l2-normalised code vectors)."""
+        q = self.quantizer(latents)
+        return Codes(q.indices[..., None]), q.quantized
+
     # ---- decode ----
-    def decode_latents(self, z_q: Tensor, lengths: Tensor | None = None) -> Tensor:
+    def _decode_latents(self, z_q: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Quantized latents ``[B, n, token_size]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped).
 
         `lengths` ``[B]``: images of one batch with different token counts; each decodes as if alone.
@@ -319,7 +334,7 @@ class ALIT(Tokenizer):
         return self.pixels_from_logits(self.decoder(z_q, lengths))
 
     def _decode(self, codes: Codes) -> Tensor:
-        return self.decode_latents(self.quantize.lookup(codes.indices[..., 0]), codes.lengths)
+        return self._decode_latents(self.quantizer.lookup(codes.indices[..., 0]), codes.lengths)
 
     def _check_decodable(self, codes: Codes) -> None:
         choices = self.spec.token_choices

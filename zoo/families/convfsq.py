@@ -55,7 +55,7 @@ class ConvFSQ(Tokenizer):
     def __init__(self, config: ConvFSQConfig) -> None:
         super().__init__(config)
         self.encoder = ShuffleConvEncoder(config.conv())
-        self.quantize = FiniteScalarQuantizer(config.levels)
+        self.quantizer = FiniteScalarQuantizer(config.levels)
         self.decoder = ShuffleConvDecoder(config.conv())
 
     @property
@@ -66,28 +66,34 @@ class ConvFSQ(Tokenizer):
                              codebook_sizes=(math.prod(self.config.levels),), code_dim=len(self.config.levels))
 
     # ---- the method ----
-    def features(self, images: Tensor) -> Tensor:
+    def _encode_latents(self, images: Tensor) -> Tensor:
         """Pre-quantization latents ``[B, D, h, w]`` of images in [0, 1]."""
         return self.encoder(images)
 
-    def decode_features(self, z: Tensor) -> Tensor:
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """``[B, D, h, w]`` -> (codes ``[B, h·w, 1]``, straight-through quantized latents ``[B, D, h, w]`` in [-1, 1])."""
+        q = self.quantizer(latents.permute(0, 2, 3, 1))
+        B, h, w = q.indices.shape
+        return Codes(q.indices.reshape(B, h * w, 1), grid=(h, w)), q.quantized.permute(0, 3, 1, 2)
+
+    def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Quantized latents ``[B, D, h, w]`` (values in [-1, 1]) -> raw images ``[B, 3, H, W]``."""
-        return self.decoder(z)
+        return self.decoder(quantized)
 
     def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        indices = self.quantize.quantize(self.features(images).permute(0, 2, 3, 1))  # [B, h, w]
+        indices = self.quantizer.quantize(self._encode_latents(images).permute(0, 2, 3, 1))  # [B, h, w]
         B, h, w = indices.shape
         return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
 
     def _decode(self, codes: Codes) -> Tensor:
         h, w = codes.grid or self.spec.grid
-        z_q = self.quantize.lookup(codes.indices[..., 0]).to(self.dtype)  # [B, T, D]
-        return self.decode_features(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
+        z_q = self.quantizer.lookup(codes.indices[..., 0]).to(self.dtype)  # [B, T, D]
+        return self._decode_latents(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
 
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output; its loss is zero)."""
-        q = self.quantize(self.features(images).permute(0, 2, 3, 1))
-        return self.decode_features(q.quantized.permute(0, 3, 1, 2)), q
+        q = self.quantizer(self._encode_latents(images).permute(0, 2, 3, 1))
+        return self._decode_latents(q.quantized.permute(0, 3, 1, 2)), q
 
 
 def _no_official(*args, **kwargs):

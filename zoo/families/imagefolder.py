@@ -149,7 +149,7 @@ class ImageFolder(Tokenizer):
         cfg.check()
         self.encoder = LatentQueryEncoder(cfg)
         self.quant_conv = nn.Conv2d(cfg.encoder_width, cfg.code_dim, 1)
-        self.quantize = ProductQuantizer(
+        self.quantizer = ProductQuantizer(
             [MultiScaleResidualQuantizer(cfg.codebook_size, cfg.code_dim, cfg.scale_sides, l2_norm=cfg.l2_norm,
                                          beta=cfg.beta, phi_count=cfg.phi_count, resi_ratio=cfg.phi_ratio,
                                          dropout_fraction=cfg.quantizer_dropout,
@@ -183,15 +183,28 @@ class ImageFolder(Tokenizer):
         if isinstance(num_tokens, str):
             raise InputError(f"{self.family} has no automatic budget; num_tokens is one of "
                              f"{list(self.spec.token_choices)} (whole scales)")
-        indices = self.quantize.quantize(self.features(images))  # [B, 286, G]
+        indices = self.quantizer.quantize(self.features(images))  # [B, 286, G]
         per_scale = self.spec.scales
         if num_tokens is not None and num_tokens < indices.shape[1]:
             indices = indices[:, :num_tokens]
             per_scale = per_scale[:self.spec.token_choices.index(num_tokens) + 1]
         return Codes(indices, scales=per_scale)
 
+    # ---- the differentiable latent path: branches side by side on channels ----
+    def _encode_latents(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] -> pre-quantization maps of all branches ``[B, G·C, s, s]`` (`features`, concatenated)."""
+        return torch.cat(self.features(images), dim=1)
+
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """``[B, G·C, s, s]`` -> (codes ``[B, 286, G]`` of all scales, straight-through reconstruction of every
+        branch ``[B, G·C, s, s]``); no quantizer dropout (all scales kept)."""
+        feats = list(latents.chunk(self.config.branches, dim=1))
+        keep = torch.full((latents.shape[0],), len(self.config.scale_sides), dtype=torch.int64, device=latents.device)
+        q = self.quantizer(feats, keep=keep)
+        return Codes(q.indices, scales=self.spec.scales), q.quantized
+
     # ---- 4. decode ----
-    def decode_features(self, quantized: Tensor) -> Tensor:
+    def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Quantized maps of all branches ``[B, G·C, s, s]`` (concatenated on channels) -> raw images, [0, 1] scale."""
         z = self.post_quant_conv(quantized).flatten(2).permute(0, 2, 1)  # [B, s², D]
         return (self.decoder(z) + 1) / 2
@@ -208,8 +221,8 @@ class ImageFolder(Tokenizer):
 
     def _decode(self, codes: Codes) -> Tensor:
         lengths = None if codes.lengths is None else codes.lengths.to(codes.indices.device)
-        f_hats = self.quantize.lookup(codes.indices, lengths=lengths)
-        return self.decode_features(torch.cat(f_hats, dim=1))
+        f_hats = self.quantizer.lookup(codes.indices, lengths=lengths)
+        return self._decode_latents(torch.cat(f_hats, dim=1))
 
     # ---- generators ----
     def teacher_forcing_input(self, codes: Codes) -> Tensor:
@@ -218,7 +231,7 @@ class ImageFolder(Tokenizer):
         codes.validate(self.spec.codebook_sizes, self.spec.max_tokens)
         if codes.num_tokens != self.spec.max_tokens:
             raise InputError("teacher_forcing_input needs all scales")
-        branches = self.quantize.branches
+        branches = self.quantizer.branches
         return torch.cat([q.var_input(codes.indices[..., g].to(self.device)) for g, q in enumerate(branches)], -1)
 
     @torch.no_grad()
@@ -230,7 +243,7 @@ class ImageFolder(Tokenizer):
         `si`'s sampled codes, one int64 ``[B, p²]`` per branch. Returns the new state and the next scale's input
         ``[B, p_next², G·C]`` (branches side by side), or None after the last scale.
         """
-        branches = self.quantize.branches
+        branches = self.quantizer.branches
         if len(indices) != len(branches):
             raise InputError(f"next_scale_input needs one index tensor per branch ({len(branches)}), got {len(indices)}")
         p, side = self.config.scale_sides[si], self.config.latent_side
@@ -257,11 +270,11 @@ class ImageFolder(Tokenizer):
         shared by the branches, as released.
         """
         feats = self.features(images)
-        first = self.quantize.branches[0]
+        first = self.quantizer.branches[0]
         if keep is None and self.training and self.config.quantizer_dropout > 0:
             keep = first.draw_keep(images.shape[0], images.device)
-        q: QuantizerOutput = self.quantize(feats, keep=keep)
-        return {"images": self.decode_features(q.quantized), "quantizer": q,
+        q: QuantizerOutput = self.quantizer(feats, keep=keep)
+        return {"images": self._decode_latents(q.quantized), "quantizer": q,
                 "branches": list(q.quantized.chunk(self.config.branches, dim=1)), "keep": keep}
 
 

@@ -161,7 +161,7 @@ class TiTok(Tokenizer):
             raise InputError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
         self.latent_tokens = nn.Parameter(torch.zeros(cfg.num_latent_tokens, cfg.encoder_width))
         self.encoder = LatentEncoder(cfg)
-        self.quantize = VectorQuantizer(cfg.codebook_size, cfg.token_size, l2_norm=cfg.l2_norm, beta=cfg.beta)
+        self.quantizer = VectorQuantizer(cfg.codebook_size, cfg.token_size, l2_norm=cfg.l2_norm, beta=cfg.beta)
         self.decoder = TiTokDecoder(cfg)
         if cfg.two_stage:
             self.pixel_quantize = nn.Embedding(cfg.pixel_codebook_size, cfg.pixel_z_channels)
@@ -176,9 +176,19 @@ class TiTok(Tokenizer):
                              codebook_sizes=(cfg.codebook_size,), code_dim=cfg.token_size)
 
     # ---- encode ----
+    def _encode_latents(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] -> pre-quantization latent tokens ``[B, N, token_size]``."""
+        return self.encoder(images, self.latent_tokens)
+
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """``[B, N, token_size]`` -> (codes ``[B, N, 1]``, straight-through code vectors ``[B, N, token_size]``;
+        l2-normalised when the codebook is)."""
+        q = self.quantizer(latents)
+        return Codes(q.indices[..., None]), q.quantized
+
     def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        z = self.encoder(images, self.latent_tokens)
-        indices = self.quantize.quantize(z)  # [B, N]
+        z = self._encode_latents(images)
+        indices = self.quantizer.quantize(z)  # [B, N]
         if num_tokens is not None and num_tokens < indices.shape[1]:
             indices = indices[:, :num_tokens]
             lengths = torch.full((indices.shape[0],), num_tokens, dtype=torch.int64, device=indices.device)
@@ -186,8 +196,9 @@ class TiTok(Tokenizer):
         return Codes(indices[..., None])
 
     # ---- decode ----
-    def decode_latents(self, z_q: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """Quantized latents ``[B, k, token_size]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped)."""
+    def _decode_latents(self, z_q: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Quantized latents ``[B, k, token_size]`` (k ≤ N: a prefix decodes, One-D-Piece) -> raw images
+        ``[B, 3, H, W]`` ([0, 1] scale, unclamped); `lengths` ``[B]``: tokens used per image."""
         out = self.decoder(z_q, lengths)
         return self.pixels_from_logits(out) if self.config.two_stage else out
 
@@ -198,7 +209,7 @@ class TiTok(Tokenizer):
         return self.pixel_decoder(soft.transpose(1, 2).reshape(soft.shape[0], -1, g, g))
 
     def _decode(self, codes: Codes) -> Tensor:
-        return self.decode_latents(self.quantize.lookup(codes.indices[..., 0]), codes.lengths)
+        return self._decode_latents(self.quantizer.lookup(codes.indices[..., 0]), codes.lengths)
 
     # ---- training ----
     def forward(self, images: Tensor, num_tokens: int | None = None) -> dict[str, Tensor]:
@@ -209,7 +220,7 @@ class TiTok(Tokenizer):
         With `tail_token_drop`, one keep-length L ~ U{1..N} is drawn per call from the global RNG (shared by
         the micro-batch), as One-D-Piece trains.
         """
-        q: QuantizerOutput = self.quantize(self.encoder(images, self.latent_tokens))
+        q: QuantizerOutput = self.quantizer(self._encode_latents(images))
         z_q = q.quantized
         keep = z_q.shape[1] if num_tokens is None else num_tokens
         if num_tokens is None and self.training and self.config.tail_token_drop:

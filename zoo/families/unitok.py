@@ -163,12 +163,18 @@ class UniTok(Tokenizer):
                              code_dim=cfg.code_dim)
 
     # ---- 1.-3. encode ----
-    def latents(self, images: Tensor) -> Tensor:
-        """Images ``[B, 3, H, W]`` in [0, 1] -> pre-quantization latents ``[B, L, code_dim]``."""
+    def _encode_latents(self, images: Tensor) -> Tensor:
+        """Images ``[B, 3, H, W]`` in [0, 1] -> pre-quantization latents ``[B, L, code_dim]`` (L = g·g, row-major)."""
         return self.quant_proj(self.encoder(images * 2 - 1))
 
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """``[B, L, code_dim]`` -> (codes ``[B, L, G]``, straight-through concatenated normalised sub-codewords
+        ``[B, L, code_dim]``)."""
+        q = self.quantizer(latents)
+        return Codes(q.indices, grid=(self.config.grid, self.config.grid)), q.quantized
+
     def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        indices = self.quantizer.quantize(self.latents(images))  # [B, L, G]
+        indices = self.quantizer.quantize(self._encode_latents(images))  # [B, L, G]
         return Codes(indices, grid=(self.config.grid, self.config.grid))
 
     # ---- 4. decode ----
@@ -180,12 +186,16 @@ class UniTok(Tokenizer):
         """Codes -> post-quantization tokens ``[B, T, width]``: what UniTok's LLaVA vision tower feeds its projector."""
         return self.post_quant_proj(self.codes_to_latents(codes))
 
-    def decode_features(self, features: Tensor) -> Tensor:
-        """Post-quantization tokens ``[B, g·g, width]`` -> raw images ``[B, 3, 16g, 16g]`` ([0, 1] scale, unclamped)."""
+    def _decode_latents(self, quantized: Tensor) -> Tensor:
+        """Quantized latents ``[B, g·g, code_dim]`` -> raw images ``[B, 3, 16g, 16g]`` ([0, 1] scale, unclamped)."""
+        return self.features_to_images(self.post_quant_proj(quantized))
+
+    def features_to_images(self, features: Tensor) -> Tensor:
+        """Post-quantization tokens ``[B, g·g, width]`` (`codes_to_features`) -> raw images ([0, 1] scale)."""
         return (self.decoder(features) + 1) / 2
 
     def _decode(self, codes: Codes) -> Tensor:
-        return self.decode_features(self.codes_to_features(codes))
+        return self._decode_latents(self.codes_to_latents(codes))
 
     def codes_to_embeddings(self, codes: Codes, tables: Sequence[nn.Embedding | Tensor] | None = None) -> Tensor:
         """The per-position sum of the G sub-code embeddings, ``[B, T, D]``: the input of LlamaGen-style AR models.
@@ -264,10 +274,10 @@ class UniTok(Tokenizer):
         quantized tokens), ``text_features`` (normalised, when `text_tokens` are given) and ``logit_scale``
         (exponentiated, as upstream's contrastive loss takes it).
         """
-        q: QuantizerOutput = self.quantizer(self.latents(images))
+        q: QuantizerOutput = self.quantizer(self._encode_latents(images))
         features = self.post_quant_proj(q.quantized.to(images.dtype))
         out: dict[str, Tensor | QuantizerOutput] = {
-            "images": self.decode_features(features), "quantizer": q,
+            "images": self.features_to_images(features), "quantizer": q,
             "image_features": self.embed_features(features), "logit_scale": self.logit_scale.exp(),
         }
         if text_tokens is not None:

@@ -42,7 +42,7 @@ class MaskGITVQGAN(Tokenizer):
     def __init__(self, config: VQGANConfig) -> None:
         super().__init__(config)
         self.encoder = MaskGITEncoder(config.conv())
-        self.quantize = VectorQuantizer(config.codebook_size, config.z_channels, l2_norm=False, beta=config.beta)
+        self.quantizer = VectorQuantizer(config.codebook_size, config.z_channels, l2_norm=False, beta=config.beta)
         self.decoder = MaskGITDecoder(config.conv())
 
     @property
@@ -53,29 +53,35 @@ class MaskGITVQGAN(Tokenizer):
                              code_dim=self.config.z_channels)
 
     # ---- the method ----
-    def features(self, images: Tensor) -> Tensor:
-        """Pre-quantization features ``[B, z, h, w]`` of images in [0, 1]."""
+    def _encode_latents(self, images: Tensor) -> Tensor:
+        """Pre-quantization latents ``[B, z, h, w]`` of images in [0, 1]."""
         return self.encoder(images)
 
-    def decode_features(self, z: Tensor) -> Tensor:
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """``[B, z, h, w]`` -> (codes ``[B, h·w, 1]``, straight-through code vectors ``[B, z, h, w]``)."""
+        q = self.quantizer(latents.permute(0, 2, 3, 1))
+        B, h, w = q.indices.shape
+        return Codes(q.indices.reshape(B, h * w, 1), grid=(h, w)), q.quantized.permute(0, 3, 1, 2)
+
+    def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Code vectors ``[B, z, h, w]`` (quantized, or any soft mixture of codebook rows) -> raw images."""
-        return self.decoder(z)
+        return self.decoder(quantized)
 
     def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        z = self.features(images).permute(0, 2, 3, 1)  # [B, h, w, C]
-        indices = self.quantize.quantize(z)  # [B, h, w]
+        z = self._encode_latents(images).permute(0, 2, 3, 1)  # [B, h, w, C]
+        indices = self.quantizer.quantize(z)  # [B, h, w]
         B, h, w = indices.shape
         return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
 
     def _decode(self, codes: Codes) -> Tensor:
         h, w = codes.grid or self.spec.grid
-        z_q = self.quantize.lookup(codes.indices[..., 0])  # [B, T, C]
-        return self.decode_features(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
+        z_q = self.quantizer.lookup(codes.indices[..., 0])  # [B, T, C]
+        return self._decode_latents(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
 
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output with the VQ loss)."""
-        q = self.quantize(self.features(images).permute(0, 2, 3, 1))
-        return self.decode_features(q.quantized.permute(0, 3, 1, 2)), q
+        q = self.quantizer(self._encode_latents(images).permute(0, 2, 3, 1))
+        return self._decode_latents(q.quantized.permute(0, 3, 1, 2)), q
 
 
 register_family(FamilySpec(

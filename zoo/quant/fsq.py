@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .vq import QuantizerOutput
+from .vq import QuantizerOutput, straight_through
 
 
 class FiniteScalarQuantizer(nn.Module):
@@ -53,7 +53,7 @@ class FiniteScalarQuantizer(nn.Module):
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Training pass: straight-through quantized ``[..., D]`` in [-1, 1], indices ``[...]``, zero losses."""
         bounded = self.bound(z)
-        rounded = bounded + (torch.round(bounded) - bounded).detach()
+        rounded = straight_through(torch.round(bounded), bounded)
         quantized = rounded / self._half_width(z)
         zero = z.new_zeros(())
         return QuantizerOutput(quantized, self.indices_from_digits(torch.round(bounded).detach()), zero, zero, zero)

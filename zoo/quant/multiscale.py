@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .vq import QuantizerOutput
+from .vq import QuantizerOutput, straight_through
 
 
 class Phi(nn.Conv2d):
@@ -210,7 +210,7 @@ class MultiScaleResidualQuantizer(nn.Module):
                 commitment_loss = commitment_loss + F.mse_loss(f_hat.detach(), f, reduction="none").mul(mask).mul(
                     self.beta / ratio).mean()
             codebook_loss = codebook_loss / n_scales
-            quantized = (f_hat.detach() - f_no_grad) + f
+            quantized = straight_through(f_hat, f)
         return QuantizerOutput(quantized, torch.cat(indices, dim=1), codebook_loss + commitment_loss,
                                commitment_loss, codebook_loss)
 

@@ -8,6 +8,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def straight_through(value: Tensor, estimate: Tensor) -> Tensor:
+    """`value` in the forward pass (bit for bit), the gradient of `estimate` in the backward pass.
+
+    The usual ``z + (z_q - z).detach()`` is z_q only up to float rounding; ``z_q + (z - z.detach())`` adds an exact
+    zero, so the quantized latents equal the code vectors `decode` looks up and the two paths give the same images.
+    """
+    return value.detach() + (estimate - estimate.detach())
+
+
 @dataclass
 class QuantizerOutput:
     """What a quantizer returns.
@@ -98,7 +107,7 @@ class VectorQuantizer(nn.Module):
                 z_q = self.lookup(indices).reshape(shape)
             commitment = self.beta * F.mse_loss(z, z_q.detach())
             codebook = F.mse_loss(z_q, z.detach()) if self.ema_decay is None else z.new_zeros(())
-            quantized = z + (z_q - z).detach()
+            quantized = straight_through(z_q, z)
         return QuantizerOutput(quantized, indices.reshape(shape[:-1]), commitment + codebook, commitment, codebook)
 
     @torch.no_grad()

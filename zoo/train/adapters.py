@@ -83,7 +83,7 @@ class FamilyAdapter:
 
     def quantizers(self, raw: nn.Module) -> list[nn.Module]:
         """Quantizer modules (`zoo.quant` API: codebook(), restart_dead_codes, l2_norm) to watch and restart."""
-        q = getattr(raw, "quantize", None)
+        q = getattr(raw, "quantizer", None)
         return [q] if q is not None and hasattr(q, "codebook") else []
 
 
@@ -217,7 +217,7 @@ class TiTokAdapter(FamilyAdapter):
         """A fresh two-stage model takes its pixel decoder and codebook from the teacher (as the releases do)."""
         try:  # both parts load strictly: a size mismatch is an error, never a partial copy
             model.pixel_decoder.load_state_dict(teacher.decoder.state_dict(), strict=True)
-            model.pixel_quantize.load_state_dict({"weight": teacher.quantize.embedding.weight}, strict=True)
+            model.pixel_quantize.load_state_dict({"weight": teacher.quantizer.embedding.weight}, strict=True)
         except RuntimeError:
             raise ConfigError(f"recipe.loss.teacher {recipe.loss.teacher!r}: its decoder does not fit this model's "
                               "pixel decoder (pixel_* config keys); use the same MaskGIT-VQGAN sizes") from None
@@ -227,7 +227,7 @@ class TiTokAdapter(FamilyAdapter):
             return []
         if recipe.train.stage == 1:
             return ["pixel_quantize.*", "pixel_decoder.*"]
-        return ["encoder.*", "quantize.*", "latent_tokens"]
+        return ["encoder.*", "quantizer.*", "latent_tokens"]
 
     def forward(self, model, raw, images, recipe, captions=None):
         out = model(images)
@@ -372,7 +372,7 @@ class ALITAdapter(FamilyAdapter):
             teacher = load(recipe.loss.teacher, device=device)
             try:  # strict: a size mismatch is an error, never a partial copy
                 model.base_encoder.load_state_dict(teacher.encoder.state_dict(), strict=True)
-                model.base_quantize.load_state_dict(teacher.quantize.state_dict(), strict=True)
+                model.base_quantize.load_state_dict(teacher.quantizer.state_dict(), strict=True)
                 model.base_decoder.load_state_dict(teacher.decoder.state_dict(), strict=True)
             except (RuntimeError, AttributeError):
                 raise ConfigError(f"recipe.loss.teacher {recipe.loss.teacher!r} does not fit this model's base VQGAN "

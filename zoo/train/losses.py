@@ -116,6 +116,10 @@ def clip_contrastive_loss(image_features: Tensor, text_features: Tensor, logit_s
     Each process scores its own B images against every process's texts (and its texts against every image), so
     the labels are this process's slice ``rank·B + arange(B)``; gathering keeps gradients (all_gather with
     autograd), and the mean over processes equals the loss of one process holding the global batch.
+
+    Kept rather than importing `open_clip.loss.ClipLoss` (same math, checked by tests/test_train_unitok.py): the
+    logits go to float32 before the cross-entropy (bf16 runs without autocast), and the generic trainer does not
+    need the optional `[unitok]` extra.
     """
     import torch.distributed as dist
 

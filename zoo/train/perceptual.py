@@ -89,6 +89,11 @@ class LPIPS(nn.Module):
 
     ``forward(x, y)`` with images ``[B, 3, H, W]`` in [0, 1] -> ``[B]`` distances.
     vgg: torchvision vgg16 weights (full model or features only); lin: the LPIPS heads (``lin{k}.model.1.weight``).
+
+    Kept beside eval's torchmetrics LPIPS (zoo.eval.metrics) on purpose: the official training code of the families
+    calls the `lpips` package, which normalises features as ``f / (||f|| + 1e-10)``; torchmetrics' ``_LPIPS`` uses
+    ``f / sqrt(||f||² + 1e-8)``, a different loss near zero. Eval reports torchmetrics' number (what papers' tables
+    compare); training reproduces the official objective.
     """
 
     def __init__(self, vgg: str | os.PathLike | None = None, lin: str | os.PathLike | None = None) -> None:

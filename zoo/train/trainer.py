@@ -16,13 +16,11 @@ import copy
 import logging
 import math
 import os
-import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -532,9 +530,10 @@ def _export(accelerator: Any, rec: Recipe, model: nn.Module, ema: EMA | None, ou
 
 
 def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
+    """accelerate's `set_seed` (random, numpy, torch and every accelerator's generators); numpy takes < 2**32."""
+    from accelerate.utils import set_seed
+
+    set_seed(seed % 2 ** 32)
 
 
 def _release(accelerator: Any) -> None:
