@@ -79,3 +79,28 @@ def check_stated(stated: Mapping[str, Any], sizes: Mapping[str, Any]) -> None:
         value = tuple(value) if isinstance(value, (list, tuple)) else value
         if value != sizes[key]:
             raise CheckpointError(f"official config says {key}={value} but the checkpoint has {sizes[key]}")
+
+
+def fuse_qkv(state_dict: Mapping[str, Tensor]) -> StateDict:
+    """Separate 1x1 ``q`` / ``k`` / ``v`` convs of taming attention blocks -> one ``qkv`` conv (`zoo.nn.taming`).
+
+    Each ``<prefix>.q.weight`` / ``.k`` / ``.v`` triple (and biases) becomes ``<prefix>.qkv.*``, concatenated along
+    the output channels in q, k, v order; an incomplete triple is a `CheckpointError`.
+    """
+    import re
+
+    import torch
+
+    out: StateDict = {}
+    groups: dict[tuple[str, str], dict[str, Tensor]] = {}
+    for key, value in state_dict.items():
+        m = re.fullmatch(r"(.*\.(?:attn\.\d+|attn_1))\.([qkv])\.(weight|bias)", key)
+        if m:
+            groups.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = value
+        else:
+            out[key] = value
+    for (prefix, kind), parts in groups.items():
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"attention block {prefix} has {sorted(parts)} {kind}s, expected q, k and v")
+        out[f"{prefix}.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return out

@@ -2,6 +2,7 @@
 from .vq import QuantizerOutput, VectorQuantizer
 from .fsq import FiniteScalarQuantizer
 from .lfq import LookupFreeQuantizer
+from .ibq import IndexBackpropQuantizer
 from .multicodebook import MultiCodebookQuantizer
 from .product import ProductQuantizer
 from .multiscale import MultiScaleResidualQuantizer
@@ -9,6 +10,5 @@ from .usage import codebook_usage
 
 __all__ = [
     "QuantizerOutput", "VectorQuantizer", "FiniteScalarQuantizer", "LookupFreeQuantizer", "MultiCodebookQuantizer",
-    "ProductQuantizer",
-    "MultiScaleResidualQuantizer", "codebook_usage",
+    "ProductQuantizer", "MultiScaleResidualQuantizer", "IndexBackpropQuantizer", "codebook_usage",
 ]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .entropy import entropy_terms
 from .vq import QuantizerOutput
 
 
@@ -71,13 +72,7 @@ class LookupFreeQuantizer(nn.Module):
         """
         self._check_dim(z)
         flat = z.reshape(-1, self.dim).float()
-        logits = 2 * flat @ self.codebook().to(flat).t()  # [N, 2^D]
-        probs = F.softmax(logits / temperature, -1)
-        log_probs = F.log_softmax(logits / temperature + eps, -1)
-        avg = probs.mean(0)
-        codebook_entropy = -(avg * torch.log(avg + eps)).sum()
-        per_sample = -(probs * log_probs).sum(-1).mean()
-        return per_sample, codebook_entropy
+        return entropy_terms(2 * flat @ self.codebook().to(flat).t(), temperature, eps)  # [N, 2^D] affinities
 
     def _check_dim(self, z: Tensor) -> None:
         if z.shape[-1] != self.dim:

@@ -13,6 +13,7 @@ which quantizers to watch (usage, entropy, dead-code restarts), and adds the fam
 - alit: stage 1 = per-rollout NLL of the base-code logits (weights ``loss.rollout_weights``) + the soft-code MSE
   with the base VQGAN frozen; stage 2 = pixel losses on one rollout per step, cycling through the rollouts;
 - open_magvit2: LFQ commitment + MAGVIT-v2's entropy loss (per-sample minus codebook entropy, `loss.entropy`);
+- ibq: the index-backpropagation quantization loss + the same entropy loss on the code logits;
 Users add adapters for their own families the same way.
 """
 from __future__ import annotations
@@ -442,6 +443,14 @@ class OpenMagvit2Adapter(FamilyAdapter):
         return []  # the entropy term is this adapter's (the trainer's generic one would measure distances)
 
 
+class IBQAdapter(OpenMagvit2Adapter):
+    """IBQ: pixel losses + the index-backpropagation quantization loss (``loss.quantizer``; official
+    ``quant_loss_weight`` 1) + the entropy loss on the code logits (``loss.entropy``; official 0.05, temperature
+    0.01). Every codebook row gets gradient through the softmax, so no dead-code restarts."""
+
+    families = ("ibq",)
+
+
 register_adapter(VQGANAdapter())
 register_adapter(ConvFSQAdapter())
 register_adapter(UniTokAdapter())
@@ -449,5 +458,6 @@ register_adapter(ImageFolderAdapter())
 register_adapter(TiTokAdapter())
 register_adapter(ALITAdapter())
 register_adapter(OpenMagvit2Adapter())
+register_adapter(IBQAdapter())
 
 __all__ = ["FamilyAdapter", "StepOutput", "register_adapter", "get_adapter", "freeze"]
