@@ -133,3 +133,28 @@ def test_tiny_recipe_trains_with_ibq_losses(tmp_path):
     assert "loss/entropy" in log[-1] and "loss/quantizer" in log[-1]
     tok = zoo.load(result.model_dir)
     assert tok.family == "ibq" and tok.encode(torch.rand(1, 3, 32, 32)).indices.shape == (1, 256, 1)
+
+
+def test_official_eval_crop_is_albumentations_on_opencv(io):
+    """The 'albumentations' crop gives the official preprocessing of the fixture photos (needs OpenCV)."""
+    pytest.importorskip("cv2")
+    from skimage import data
+
+    from zoo.images import prepare
+
+    ours = torch.stack([prepare(data.astronaut(), 32, "albumentations"), prepare(data.coffee(), 32, "albumentations")])
+    assert torch.allclose(ours, io["images"], atol=1e-6)
+    assert get_entry("ibq-16384") and tiny_spec_crop() == "albumentations"
+    albumentations = pytest.importorskip("albumentations")
+    for image in (data.chelsea(), data.rocket()):  # non-square: rounding of the long side, crop offsets
+        tf = albumentations.Compose([albumentations.SmallestMaxSize(max_size=256),
+                                     albumentations.CenterCrop(height=256, width=256)])
+        expected = torch.from_numpy(tf(image=image)["image"]).permute(2, 0, 1).float() / 255
+        assert torch.equal(prepare(image, 256, "albumentations"), expected)
+
+
+def tiny_spec_crop() -> str:
+    from zoo.families.ibq import IBQ, IBQConfig, TINY_CONFIG
+
+    with torch.device("meta"):
+        return IBQ(IBQConfig(**TINY_CONFIG)).spec.eval_crop

@@ -5,8 +5,8 @@ backpropagation.
 A 256x256 image (in [-1, 1]) goes through taming's conv encoder (attention at 16x16), a 1x1 ``quant_conv``, and
 each of the 16x16 positions takes the codebook row of largest dot product (`IndexBackpropQuantizer`: no
 normalisation); ``post_quant_conv`` and taming's decoder map the rows back to pixels. Official evaluation:
-albumentations ``SmallestMaxSize`` + ``CenterCrop`` (OpenCV bilinear; our closest crop is 'center-bilinear'),
-``x/127.5 - 1``; the EMA weights (see `zoo.convert.seedvoken`).
+albumentations ``SmallestMaxSize`` + ``CenterCrop`` (OpenCV bilinear; our crop 'albumentations', which needs
+OpenCV), ``x/127.5 - 1``; the EMA weights (see `zoo.convert.seedvoken`).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class IBQ(Tokenizer):
         side = self.config.image_size // self.config.conv().downsample_factor
         return TokenizerSpec(family=self.family, image_size=self.config.image_size, token_layout="2d",
                              max_tokens=side * side, grid=(side, side), codebook_sizes=(self.config.codebook_size,),
-                             code_dim=self.config.code_dim, eval_crop="center-bilinear")
+                             code_dim=self.config.code_dim, eval_crop="albumentations")
 
     # ---- the differentiable latent API (issue 19's base class names; with gradients) ----
     def _encode_latents(self, images: Tensor) -> Tensor:
