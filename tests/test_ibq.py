@@ -158,3 +158,31 @@ def tiny_spec_crop() -> str:
 
     with torch.device("meta"):
         return IBQ(IBQConfig(**TINY_CONFIG)).spec.eval_crop
+
+
+def test_zoo_eval_uses_each_familys_official_crop(tmp_path, tiny):
+    """One harness for both SEED-Voken families: `zoo eval` reports PSNR / usage with each model's own crop."""
+    from PIL import Image
+    from skimage import data
+
+    from zoo.errors import MissingExtraError
+    from zoo.eval import EvalConfig, Evaluator
+    from zoo.families.open_magvit2 import OpenMagvit2, OpenMagvit2Config
+
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(getattr(data, name)()).save(tmp_path / f"{name}.png")
+    torch.manual_seed(0)
+    lfq = OpenMagvit2(OpenMagvit2Config(image_size=32, hidden_channels=32, channel_mult=(1, 1), num_res_blocks=1,
+                                        bits=10)).eval()
+    config = EvalConfig(metrics=("psnr", "usage"), batch_size=2)
+    res = Evaluator(str(tmp_path), config).run(lfq)
+    assert res["crop"] == "center-bilinear" and res["images"] == 2 and res["usage"][0]["codebook_size"] == 1024
+    assert res["family"] == "open_magvit2" and res["tokens_per_image"] == 256 and res["psnr"] > 0
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingExtraError, match="opencv"):
+            Evaluator(str(tmp_path), config).run(tiny)
+        return
+    res = Evaluator(str(tmp_path), config).run(tiny)
+    assert res["crop"] == "albumentations" and res["family"] == "ibq" and res["usage"][0]["codebook_size"] == 64
