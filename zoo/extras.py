@@ -3,7 +3,8 @@
 ``pip install visual-tokenizer-zoo`` runs load / reconstruct / encode / decode / list / info / convert / push /
 generate and ``zoo eval`` with PSNR, SSIM, LPIPS and usage. The extras add:
 
-- ``[eval]``: torch-fidelity (rFID's TF-FID Inception through torchmetrics) and matplotlib (``rd.png``);
+- ``[eval]``: torch-fidelity (rFID's TF-FID Inception through torchmetrics), matplotlib (``rd.png``) and OpenCV
+  (the 'albumentations' crop of IBQ's official evaluation);
 - ``[train]``: scikit-image (its bundled photos, ``skimage:NAME`` in the shipped recipes);
 - ``[unitok]``: open_clip_torch (UniTok's CLIP text tokenizer and zero-shot templates);
 - ``[diffusers]``: diffusers (its autoencoders as zoo models: sd-vae-*, sdxl-vae, flux-vae, movq-kandinsky-2-2).
@@ -19,6 +20,7 @@ from .errors import MissingExtraError
 EXTRAS: dict[str, tuple[str, str]] = {
     "torch_fidelity": ("torch-fidelity", "eval"),
     "matplotlib": ("matplotlib", "eval"),
+    "cv2": ("opencv-python-headless", "eval"),
     "skimage": ("scikit-image", "train"),
     "open_clip": ("open_clip_torch", "unitok"),
     "diffusers": ("diffusers", "diffusers"),

@@ -160,6 +160,10 @@ CROP_PROTOCOLS: dict[str, str] = {
     "center": "torchvision Resize(size, BICUBIC) + CenterCrop(size) on the PIL image: Pillow bicubic, shorter side "
               "to size, longer side int(size*long/short); crop offset int(round((H-size)/2)) "
               "(TiTok, One-D-Piece, MaskGIT-VQGAN, UniTok, ALIT)",
+    "center-bilinear": "torchvision Resize(size) (bilinear, antialias) + CenterCrop(size) on the PIL image: Pillow "
+                       "bilinear, otherwise as 'center' (Open-MAGVIT2)",
+    "albumentations": "albumentations SmallestMaxSize(size) + CenterCrop(size): OpenCV INTER_LINEAR resize of the "
+                      "uint8 image, sides round(side*size/short), crop offset (H-size)//2 (IBQ; needs opencv)",
     "adm": "ADM center_crop_arr: Pillow BOX halving while the shorter side >= 2*size, Pillow BICUBIC shorter side to "
            "size (round), crop offset (H-size)//2 (ImageFolder)",
     "none": "as is (must be size x size)",
@@ -211,8 +215,13 @@ def prepare(image: Any, size: int, crop: str = "center") -> Tensor:
         if tuple(t.shape[-2:]) != (size, size):
             raise InputError(f"image is {t.shape[-2]}x{t.shape[-1]}, expected {size}x{size} (crop='none')")
         return t
+    if crop == "albumentations":
+        return _opencv_smallest_center_crop(image, size)
     planes = _pillow_planes(image)
-    planes = _resize_center_crop(planes, size) if crop == "center" else _adm_center_crop(planes, size)
+    if crop == "adm":
+        planes = _adm_center_crop(planes, size)
+    else:
+        planes = _resize_center_crop(planes, size, Image.BILINEAR if crop == "center-bilinear" else Image.BICUBIC)
     return _planes_to_tensor(planes)
 
 
@@ -257,16 +266,38 @@ def _crop(planes: list[Image.Image], left: int, top: int, size: int) -> list[Ima
     return [p.crop((left, top, left + size, top + size)) for p in planes]
 
 
-def _resize_center_crop(planes: list[Image.Image], size: int) -> list[Image.Image]:
-    """torchvision ``Resize(size, BICUBIC)`` then ``CenterCrop(size)`` on PIL images (their size and offset rules)."""
+def _resize_center_crop(planes: list[Image.Image], size: int, resample: int = Image.BICUBIC) -> list[Image.Image]:
+    """torchvision ``Resize(size, resample)`` then ``CenterCrop(size)`` on PIL images (their size and offset rules)."""
     w, h = planes[0].size
     short, long = (w, h) if w <= h else (h, w)
     new_short, new_long = size, int(size * long / short)
     nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
     if (nw, nh) != (w, h):
-        planes = _resize(planes, (nw, nh), Image.BICUBIC)
+        planes = _resize(planes, (nw, nh), resample)
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
     return _crop(planes, left, top, size)
+
+
+def _opencv_smallest_center_crop(image: Any, size: int) -> Tensor:
+    """albumentations ``SmallestMaxSize(size)`` (cv2.resize INTER_LINEAR, sides ``round(side·scale)``, skipped
+    at scale 1) then ``CenterCrop(size, size)`` (offsets ``(H - size) // 2``) on the uint8 image (float pixels off
+    the k/255 grid are resized as float32)."""
+    from .extras import require
+
+    cv2 = require("cv2", "the 'albumentations' crop (IBQ's official evaluation)")
+    t = to_tensor(open_image(image) if isinstance(image, (str, os.PathLike)) else image)  # [3, H, W] in [0, 1]
+    levels = (t * 255).round()
+    on_grid = torch.equal(levels / 255, t)
+    arr = (levels.to(torch.uint8) if on_grid else t.float()).permute(1, 2, 0).contiguous().numpy()
+    h, w = arr.shape[:2]
+    scale = size / min(h, w)
+    if scale != 1.0:
+        nh, nw = round(h * scale), round(w * scale)
+        arr = cv2.resize(arr, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    h, w = arr.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    out = torch.from_numpy(np.ascontiguousarray(arr[top:top + size, left:left + size])).permute(2, 0, 1)
+    return out.float() / 255 if on_grid else out.float().clamp_(0.0, 1.0)
 
 
 def _adm_center_crop(planes: list[Image.Image], size: int) -> list[Image.Image]:

@@ -12,6 +12,8 @@ which quantizers to watch (usage, entropy, dead-code restarts), and adds the fam
   (``loss.clip``; captions from ``data.captions``), the learned logit scale clamped to [0, ln 100] as upstream;
 - alit: stage 1 = per-rollout NLL of the base-code logits (weights ``loss.rollout_weights``) + the soft-code MSE
   with the base VQGAN frozen; stage 2 = pixel losses on one rollout per step, cycling through the rollouts;
+- open_magvit2: LFQ commitment + MAGVIT-v2's entropy loss (per-sample minus codebook entropy, `loss.entropy`);
+- ibq: the index-backpropagation quantization loss + the same entropy loss on the code logits;
 Users add adapters for their own families the same way.
 """
 from __future__ import annotations
@@ -413,11 +415,49 @@ class ALITAdapter(FamilyAdapter):
         return raw.base_decoder.conv_out.weight
 
 
+class OpenMagvit2Adapter(FamilyAdapter):
+    """Open-MAGVIT2: pixel + commitment losses (``loss.quantizer`` times the LFQ's ``commitment_beta`` · MSE), plus
+    MAGVIT-v2's entropy loss (``loss.entropy`` · (per-sample entropy - codebook entropy) of the soft assignment to
+    all 2^bits corners at ``loss.entropy_temperature``; the official ``codebook_weight`` 0.1, temperature 0.01).
+    LFQ has no codebook parameters: nothing to restart."""
+
+    families = ("open_magvit2",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        check_crop_size(recipe, 2 ** (len(recipe.model.get("channel_mult", (1, 1, 2, 2, 4))) - 1))
+
+    def forward(self, model, raw, images, recipe, captions=None):
+        recon, q, z = model(images)
+        losses, logs = {}, {}
+        if recipe.loss.entropy:
+            per_sample, codebook = raw.quantizer.entropy_terms(z, recipe.loss.entropy_temperature)
+            losses["entropy"] = recipe.loss.entropy * (per_sample - codebook)
+            logs = {"entropy/per_sample": float(per_sample.detach()), "entropy/codebook": float(codebook.detach())}
+        return StepOutput(recon=recon, quantizer=q, losses=losses, indices=q.indices, logs=logs)
+
+    def last_layer(self, raw):
+        return raw.decoder.conv_out.weight
+
+    def quantizers(self, raw):
+        return []  # the entropy term is this adapter's (the trainer's generic one would measure distances)
+
+
+class IBQAdapter(OpenMagvit2Adapter):
+    """IBQ: pixel losses + the index-backpropagation quantization loss (``loss.quantizer``; official
+    ``quant_loss_weight`` 1) + the entropy loss on the code logits (``loss.entropy``; official 0.05, temperature
+    0.01). Every codebook row gets gradient through the softmax, so no dead-code restarts."""
+
+    families = ("ibq",)
+
+
 register_adapter(VQGANAdapter())
 register_adapter(ConvFSQAdapter())
 register_adapter(UniTokAdapter())
 register_adapter(ImageFolderAdapter())
 register_adapter(TiTokAdapter())
 register_adapter(ALITAdapter())
+register_adapter(OpenMagvit2Adapter())
+register_adapter(IBQAdapter())
 
 __all__ = ["FamilyAdapter", "StepOutput", "register_adapter", "get_adapter", "freeze"]
