@@ -65,6 +65,8 @@ CASES: list[tuple[str, Callable[[], Tokenizer]]] = [
     ("imagefolder", _fixture("imagefolder", "tiny_config.yaml", encoder_heads=4, decoder_heads=2)),
     ("alit", _fixture("alit", "tiny_config.yaml", heads=4)),
     ("diffusers-vqmodel", _diffusers_vqmodel),
+    ("open_magvit2", _recipe_model("open_magvit2")),
+    ("ibq", _recipe_model("ibq")),
 ]
 
 

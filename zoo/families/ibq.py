@@ -62,7 +62,7 @@ class IBQ(Tokenizer):
                              max_tokens=side * side, grid=(side, side), codebook_sizes=(self.config.codebook_size,),
                              code_dim=self.config.code_dim, eval_crop="albumentations")
 
-    # ---- the differentiable latent API (issue 19's base class names; with gradients) ----
+    # ---- the differentiable latent path (Tokenizer.encode_latents / quantize / decode_latents call these) ----
     def _encode_latents(self, images: Tensor) -> Tensor:
         """Images ``[B, 3, H, W]`` in [0, 1] -> pre-quantization latents ``[B, code_dim, h, w]``."""
         return self.quant_conv(self.encoder(images * 2 - 1))
@@ -76,15 +76,6 @@ class IBQ(Tokenizer):
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Code vectors ``[B, code_dim, h, w]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped)."""
         return (self.decoder(self.post_quant_conv(quantized)) + 1) / 2
-
-    def encode_latents(self, images: Tensor) -> Tensor:
-        return self._encode_latents(images)
-
-    def quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
-        return self._quantize(latents)
-
-    def decode_latents(self, quantized: Tensor) -> Tensor:
-        return self._decode_latents(quantized)
 
     # ---- the Tokenizer interface ----
     def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:

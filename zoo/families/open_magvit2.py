@@ -54,7 +54,7 @@ class OpenMagvit2(Tokenizer):
                              max_tokens=side * side, grid=(side, side), codebook_sizes=(2 ** self.config.bits,),
                              code_dim=self.config.bits, eval_crop="center-bilinear")
 
-    # ---- the differentiable latent API (issue 19's base class names; with gradients) ----
+    # ---- the differentiable latent path (Tokenizer.encode_latents / quantize / decode_latents call these) ----
     def _encode_latents(self, images: Tensor) -> Tensor:
         """Images ``[B, 3, H, W]`` in [0, 1] -> pre-quantization latents ``[B, bits, h, w]``."""
         return self.encoder(images * 2 - 1)
@@ -68,15 +68,6 @@ class OpenMagvit2(Tokenizer):
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Quantized latents ``[B, bits, h, w]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped)."""
         return (self.decoder(quantized) + 1) / 2
-
-    def encode_latents(self, images: Tensor) -> Tensor:
-        return self._encode_latents(images)
-
-    def quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
-        return self._quantize(latents)
-
-    def decode_latents(self, quantized: Tensor) -> Tensor:
-        return self._decode_latents(quantized)
 
     # ---- the Tokenizer interface ----
     def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
