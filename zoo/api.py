@@ -330,7 +330,7 @@ class TokenizerSpec:
     scales: tuple[int, ...] | None = None
     token_choices: tuple[int, ...] | None = None  # allowed budgets when not every count in [min, max] is
     code_dim: int | None = None
-    eval_crop: str = "center"  # the official evaluation crop (zoo.images.CROP_PROTOCOLS): "center" or "adm"
+    eval_crop: str = "center"  # the official evaluation crop (zoo.images.CROP_PROTOCOLS): "center", "adm", "var"
 
     @property
     def num_groups(self) -> int:

@@ -161,7 +161,10 @@ CROP_PROTOCOLS: dict[str, str] = {
               "to size, longer side int(size*long/short); crop offset int(round((H-size)/2)) "
               "(TiTok, One-D-Piece, MaskGIT-VQGAN, UniTok, ALIT)",
     "adm": "ADM center_crop_arr: Pillow BOX halving while the shorter side >= 2*size, Pillow BICUBIC shorter side to "
-           "size (round), crop offset (H-size)//2 (ImageFolder)",
+           "size (round), crop offset (H-size)//2 (ImageFolder, LlamaGen)",
+    "var": "VAR's val transform: torchvision Resize(round(1.125*size), LANCZOS) + CenterCrop(size) on the PIL image "
+           "(shorter side to round(1.125*size), longer int(that*long/short); crop offset int(round((H-size)/2))) "
+           "(VAR's VQVAE)",
     "none": "as is (must be size x size)",
 }
 
@@ -212,7 +215,12 @@ def prepare(image: Any, size: int, crop: str = "center") -> Tensor:
             raise InputError(f"image is {t.shape[-2]}x{t.shape[-1]}, expected {size}x{size} (crop='none')")
         return t
     planes = _pillow_planes(image)
-    planes = _resize_center_crop(planes, size) if crop == "center" else _adm_center_crop(planes, size)
+    if crop == "center":
+        planes = _resize_center_crop(planes, size)
+    elif crop == "var":
+        planes = _resize_center_crop(planes, size, resize_to=round(1.125 * size), resample=Image.LANCZOS)
+    else:
+        planes = _adm_center_crop(planes, size)
     return _planes_to_tensor(planes)
 
 
@@ -257,14 +265,17 @@ def _crop(planes: list[Image.Image], left: int, top: int, size: int) -> list[Ima
     return [p.crop((left, top, left + size, top + size)) for p in planes]
 
 
-def _resize_center_crop(planes: list[Image.Image], size: int) -> list[Image.Image]:
-    """torchvision ``Resize(size, BICUBIC)`` then ``CenterCrop(size)`` on PIL images (their size and offset rules)."""
+def _resize_center_crop(planes: list[Image.Image], size: int, resize_to: int | None = None,
+                        resample: int = Image.BICUBIC) -> list[Image.Image]:
+    """torchvision ``Resize(resize_to or size, resample)`` then ``CenterCrop(size)`` on PIL images (their size and
+    offset rules)."""
     w, h = planes[0].size
     short, long = (w, h) if w <= h else (h, w)
-    new_short, new_long = size, int(size * long / short)
+    target = resize_to or size
+    new_short, new_long = target, int(target * long / short)
     nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
     if (nw, nh) != (w, h):
-        planes = _resize(planes, (nw, nh), Image.BICUBIC)
+        planes = _resize(planes, (nw, nh), resample)
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
     return _crop(planes, left, top, size)
 
