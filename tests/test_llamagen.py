@@ -103,3 +103,15 @@ def test_bad_official_files():
         zoo.from_official("llamagen", broken)
     state, cfg = convert.extract({"model": sd, "optimizer": {}, "steps": 3})
     assert cfg is None and state.keys() == sd.keys()
+
+
+def test_tiny_recipe_trains_on_cpu(tmp_path):
+    from zoo.train import train
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "llamagen" / "tiny.yaml"
+    result = train(recipe, ["train.max_steps=4", "train.save_every=4", "train.log_every=2", "train.threads=1"],
+                   output=tmp_path / "run", quiet=True)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4] and all(r["loss/quantizer"] > 0 for r in log)
+    tok = zoo.load(result.model_dir)
+    assert tok.family == "llamagen" and tok.reconstruct(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)

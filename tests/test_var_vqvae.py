@@ -143,3 +143,37 @@ def test_bad_official_files():
         convert.config_from_official(SCALES, no_phi)
     state, _ = convert.extract({"trainer": {"vae_local": sd, "var_wo_ddp": {}}})
     assert state.keys() == sd.keys()
+
+
+def test_a_var_generator_samples_through_the_vqvae(tiny):
+    """`zoo generate`'s VAR generator pairs with this tokenizer (one codebook: groups=1)."""
+    from zoo.generate.var import VARConfig, VARGenerator, VARSampling
+
+    tok, _ = tiny
+    torch.manual_seed(0)
+    gen = VARGenerator(VARConfig(scales=list(tok.config.scale_sides), code_dim=8, vocab=64, num_classes=10, width=32,
+                                 depth=1, heads=2, groups=1), VARSampling(guidance=1.5, top_k=20, top_p=0.96)).eval()
+    labels = torch.tensor([1, 7])
+    codes = gen.attach(tok).sample(labels, seed=3)
+    assert codes.indices.shape == (2, 130, 1) and codes.scales == tok.spec.scales
+    images = gen.generate_images(tok, labels, seed=3)
+    assert images.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(images, tok.decode(codes), atol=1e-5, rtol=0)
+    wrong = VARGenerator(VARConfig(scales=[1, 2, 8], code_dim=8, vocab=64, num_classes=10, width=32, depth=1,
+                                   heads=2, groups=1))
+    with pytest.raises(InputError, match="scales"):
+        wrong.attach(tok)
+
+
+def test_tiny_recipe_trains_on_cpu(tmp_path):
+    from zoo.train import train
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "var-vqvae" / "tiny.yaml"
+    result = train(recipe, ["train.max_steps=4", "train.save_every=4", "train.log_every=2", "train.threads=1"],
+                   output=tmp_path / "run", quiet=True)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4] and all(r["loss/quantizer"] > 0 for r in log)
+    tok = zoo.load(result.model_dir)
+    assert tok.family == "var-vqvae" and tok.reconstruct(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    with pytest.raises(ConfigError, match="crop_size 16 must equal"):
+        train(recipe, ["data.crop_size=16"], output=tmp_path / "bad", quiet=True)
