@@ -332,16 +332,19 @@ def save_image(image: Tensor, path: str | os.PathLike) -> Path:
 
 
 def make_grid(rows: Sequence[Tensor], pad: int = 2, value: float = 1.0) -> Tensor:
-    """Rows of equally sized images (each ``[N, 3, H, W]``) -> one image ``[3, H', W']`` with padding."""
+    """Rows of images (each ``[N, 3, H, W]``) -> one image ``[3, H', W']`` with padding. Cells are as large as the
+    largest image; smaller ones (models of other resolutions in one report) sit centred in theirs."""
     if not rows:
         raise InputError("make_grid needs at least one row")
     n = max(r.shape[0] for r in rows)
-    _, c, h, w = rows[0].shape
+    c = rows[0].shape[1]
+    h, w = max(r.shape[-2] for r in rows), max(r.shape[-1] for r in rows)
     grid = torch.full((c, len(rows) * (h + pad) + pad, n * (w + pad) + pad), value)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            top, left = pad + i * (h + pad), pad + j * (w + pad)
-            grid[:, top:top + h, left:left + w] = img.detach().float().cpu().clamp(0, 1)
+            ih, iw = img.shape[-2:]
+            top, left = pad + i * (h + pad) + (h - ih) // 2, pad + j * (w + pad) + (w - iw) // 2
+            grid[:, top:top + ih, left:left + iw] = img.detach().float().cpu().clamp(0, 1)
     return grid
 
 
