@@ -45,8 +45,8 @@ def phi_count(state_dict: Mapping[str, Tensor]) -> int:
         return 1
     n = count_blocks(state_dict, "quantize.quant_resi.qresi_ls.") or count_blocks(state_dict, "quantize.quant_resi.")
     if n == 0:
-        raise CheckpointError("no φ convolutions (quantize.quant_resi.*) in the checkpoint; quant_resi=0 (no φ) is not "
-                              "supported")
+        raise CheckpointError("no φ convolutions (quantize.quant_resi.*) in the checkpoint; quant_resi=0 (no φ) "
+                              "is not supported")
     return n
 
 
