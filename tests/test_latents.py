@@ -67,6 +67,8 @@ CASES: list[tuple[str, Callable[[], Tokenizer]]] = [
     ("diffusers-vqmodel", _diffusers_vqmodel),
     ("open_magvit2", _recipe_model("open_magvit2")),
     ("ibq", _recipe_model("ibq")),
+    ("llamagen", _recipe_model("llamagen")),
+    ("var-vqvae", _recipe_model("var-vqvae")),
 ]
 
 

@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for the PNGs and grid.png (created; default: reconstructions)")
     p.add_argument("--tokens", help="token budgets, e.g. 8,32,256 (variable-length models): one grid column each")
     p.add_argument("--crop", default="center",
-                   choices=["center", "center-bilinear", "albumentations", "adm", "none"])
+                   choices=["center", "center-bilinear", "albumentations", "adm", "var", "none"])
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("encode", help="images -> a codes file (safetensors)")
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codes file to write (its folder is created), plus NAME.files.txt listing the images")
     p.add_argument("--tokens", help="token budget (variable-length models)")
     p.add_argument("--crop", default="center",
-                   choices=["center", "center-bilinear", "albumentations", "adm", "none"])
+                   choices=["center", "center-bilinear", "albumentations", "adm", "var", "none"])
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="a codes file -> PNG images")

@@ -165,7 +165,10 @@ CROP_PROTOCOLS: dict[str, str] = {
     "albumentations": "albumentations SmallestMaxSize(size) + CenterCrop(size): OpenCV INTER_LINEAR resize of the "
                       "uint8 image, sides round(side*size/short), crop offset (H-size)//2 (IBQ; needs opencv)",
     "adm": "ADM center_crop_arr: Pillow BOX halving while the shorter side >= 2*size, Pillow BICUBIC shorter side to "
-           "size (round), crop offset (H-size)//2 (ImageFolder)",
+           "size (round), crop offset (H-size)//2 (ImageFolder, LlamaGen)",
+    "var": "VAR's val transform: torchvision Resize(round(1.125*size), LANCZOS) + CenterCrop(size) on the PIL image "
+           "(shorter side to round(1.125*size), longer int(that*long/short); crop offset int(round((H-size)/2))) "
+           "(VAR's VQVAE)",
     "none": "as is (must be size x size)",
 }
 
@@ -220,8 +223,11 @@ def prepare(image: Any, size: int, crop: str = "center") -> Tensor:
     planes = _pillow_planes(image)
     if crop == "adm":
         planes = _adm_center_crop(planes, size)
+    elif crop == "var":
+        planes = _resize_center_crop(planes, size, resize_to=round(1.125 * size), resample=Image.LANCZOS)
     else:
-        planes = _resize_center_crop(planes, size, Image.BILINEAR if crop == "center-bilinear" else Image.BICUBIC)
+        planes = _resize_center_crop(planes, size,
+                                     resample=Image.BILINEAR if crop == "center-bilinear" else Image.BICUBIC)
     return _planes_to_tensor(planes)
 
 
@@ -266,11 +272,14 @@ def _crop(planes: list[Image.Image], left: int, top: int, size: int) -> list[Ima
     return [p.crop((left, top, left + size, top + size)) for p in planes]
 
 
-def _resize_center_crop(planes: list[Image.Image], size: int, resample: int = Image.BICUBIC) -> list[Image.Image]:
-    """torchvision ``Resize(size, resample)`` then ``CenterCrop(size)`` on PIL images (their size and offset rules)."""
+def _resize_center_crop(planes: list[Image.Image], size: int, resize_to: int | None = None,
+                        resample: int = Image.BICUBIC) -> list[Image.Image]:
+    """torchvision ``Resize(resize_to or size, resample)`` then ``CenterCrop(size)`` on PIL images (their size and
+    offset rules)."""
     w, h = planes[0].size
     short, long = (w, h) if w <= h else (h, w)
-    new_short, new_long = size, int(size * long / short)
+    target = resize_to or size
+    new_short, new_long = target, int(target * long / short)
     nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
     if (nw, nh) != (w, h):
         planes = _resize(planes, (nw, nh), resample)
@@ -352,16 +361,19 @@ def save_image(image: Tensor, path: str | os.PathLike) -> Path:
 
 
 def make_grid(rows: Sequence[Tensor], pad: int = 2, value: float = 1.0) -> Tensor:
-    """Rows of equally sized images (each ``[N, 3, H, W]``) -> one image ``[3, H', W']`` with padding."""
+    """Rows of images (each ``[N, 3, H, W]``) -> one image ``[3, H', W']`` with padding. Cells are as large as the
+    largest image; smaller ones (models of other resolutions in one report) sit centred in theirs."""
     if not rows:
         raise InputError("make_grid needs at least one row")
     n = max(r.shape[0] for r in rows)
-    _, c, h, w = rows[0].shape
+    c = rows[0].shape[1]
+    h, w = max(r.shape[-2] for r in rows), max(r.shape[-1] for r in rows)
     grid = torch.full((c, len(rows) * (h + pad) + pad, n * (w + pad) + pad), value)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            top, left = pad + i * (h + pad), pad + j * (w + pad)
-            grid[:, top:top + h, left:left + w] = img.detach().float().cpu().clamp(0, 1)
+            ih, iw = img.shape[-2:]
+            top, left = pad + i * (h + pad) + (h - ih) // 2, pad + j * (w + pad) + (w - iw) // 2
+            grid[:, top:top + ih, left:left + iw] = img.detach().float().cpu().clamp(0, 1)
     return grid
 
 

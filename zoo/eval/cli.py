@@ -30,11 +30,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="official checkpoint file (one registered name only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--crop", choices=["auto", "center", "center-bilinear", "albumentations", "adm", "none"],
-                   help="evaluation crop: auto (default: each model's official one; ImageFolder 'adm', Open-MAGVIT2 "
-                        "'center-bilinear', IBQ 'albumentations', others 'center'), center (torchvision Resize "
-                        "bicubic + CenterCrop on the PIL image), center-bilinear (the same, bilinear), albumentations "
-                        "(OpenCV bilinear SmallestMaxSize + CenterCrop; needs opencv), adm, none")
+    p.add_argument("--crop", choices=["auto", "center", "center-bilinear", "albumentations", "adm", "var", "none"],
+                   help="evaluation crop: auto (default: each model's official one; ImageFolder and LlamaGen 'adm', "
+                        "VAR's VQVAE 'var', Open-MAGVIT2 'center-bilinear', IBQ 'albumentations', others 'center'), "
+                        "center (torchvision Resize bicubic + CenterCrop on the PIL image), center-bilinear (the "
+                        "same, bilinear), albumentations (OpenCV bilinear SmallestMaxSize + CenterCrop; needs opencv), "
+                        "adm, var (Resize 1.125x Lanczos + CenterCrop), none")
     p.add_argument("--limit", type=positive_int, help="only the first N images")
     p.add_argument("--on-error", choices=["skip", "fail"], help="corrupt images: skip and count (default) or fail")
     p.add_argument("--ref-stats", help="reference statistics .npz: read if present (checked), else written")

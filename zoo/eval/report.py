@@ -93,9 +93,12 @@ def markdown(results: Sequence[dict], meta: dict) -> str:
     lines += baseline_lines(results)
     proto = next((r["protocol"] for r in results if "protocol" in r), {})
     crops = {r["protocol"]["crop"] for r in results if "crop" in r.get("protocol", {})}
+    sizes = {r["protocol"]["size"] for r in results if "size" in r.get("protocol", {})}
     lines += ["", "## Protocol", ""]
     for k, v in proto.items():
-        if k == "crop" and len(crops) > 1:
+        if k == "size" and len(sizes) > 1:
+            lines.append("- **size** (per row, the model's resolution): " + ", ".join(str(x) for x in sorted(sizes)))
+        elif k == "crop" and len(crops) > 1:
             lines += ["- **crop** (per row, the model's official evaluation crop):"]
             lines += [f"  - {c}" for c in sorted(crops)]
         else:

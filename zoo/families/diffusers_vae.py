@@ -53,6 +53,13 @@ class DiffusersConfig:
         return 2 ** (len(self.model.get("block_out_channels", (64,))) - 1)
 
 
+# a small AutoencoderKL for tests and smoke runs (diffusers builds it; random weights)
+TINY_CONFIG = dict(class_name="AutoencoderKL", image_size=32,
+                   model=dict(block_out_channels=[16, 32], latent_channels=4, norm_num_groups=8, layers_per_block=1,
+                              down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+                              sample_size=32))
+
+
 def _diffusers_class(name: str) -> type:
     diffusers = require("diffusers", "the diffusers autoencoders (sd-vae-*, sdxl-vae, flux-vae, movq)")
     return getattr(diffusers, name)

@@ -70,3 +70,22 @@ register_generator(GeneratorEntry(
            "note": "the file is a VAR training checkpoint: trainer.var_wo_ddp (this generator) and trainer.vae_local "
                    "(the tokenizer)"},
 ))
+
+# FoundationVision/VAR's class-conditional generators on VAR's own VQVAE (`var-vqvae`): width 64·depth, depth heads,
+# l2-normalised attention, one 4096-code codebook over the 10 scales 1..16 (680 tokens)
+_VAR_PROTOCOL = ("autoregressive_infer_cfg(cfg=1.5, top_p=0.96, top_k=900, more_smooth=False), 50 per class, saved "
+                 "as PNG; OpenAI ADM evaluator against VIRTUAL_imagenet256_labeled.npz")
+for _depth, _params, _gfid in ((16, "310M", 3.55), (20, "600M", 2.95), (24, "1.0B", 2.33), (30, "2.0B", 1.97)):
+    register_generator(GeneratorEntry(
+        name=f"var-d{_depth}", family="var", tokenizer="var-vqvae",
+        config=dict(scales=[1, 2, 3, 4, 5, 6, 8, 10, 13, 16], code_dim=32, vocab=4096, num_classes=1000,
+                    width=64 * _depth, depth=_depth, heads=_depth, mlp_ratio=4.0, l2_norm=True, groups=1),
+        sampling=dict(guidance=1.5, top_k=900, top_p=0.96),  # the README's FID-evaluation settings
+        description=f"VAR-d{_depth} ({_params}) next-scale generator on VAR's VQVAE (680 tokens over 10 scales), "
+                    "ImageNet 256 class-conditional",
+        hub_repo="FoundationVision/var", hub_file=f"var_d{_depth}.pth",
+        metrics=(Metric("gFID", _gfid, _DATASET, _VAR_PROTOCOL, "README of FoundationVision/VAR (model zoo table)"),)
+        + ((Metric("gFID", 1.80, _DATASET, "VAR-d30-re row of the README (same weights, its re-evaluated setting)",
+                   "README of FoundationVision/VAR"),) if _depth == 30 else ()),
+        license="mit", paper="https://arxiv.org/abs/2404.02905", code="https://github.com/FoundationVision/VAR",
+    ))

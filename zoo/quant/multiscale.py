@@ -62,12 +62,15 @@ class MultiScaleResidualQuantizer(nn.Module):
     dropout_fraction, dropout_min_scales: quantizer dropout in training (ImageFolder's ``codebook_drop`` and
         ``start_drop``): the first ``int(B * fraction)`` samples of a batch keep only their first n scales,
         n ~ U{min_scales, ..., S} drawn per sample, so the decoder learns to work from any prefix.
+    commitment_mean: average the commitment term over the scales as VAR's `VectorQuantizer2.forward` does (both
+        terms ``/ S``); ImageFolder's copy sums it (the default).
     """
 
     def __init__(self, codebook_size: int, dim: int, scales: Sequence[int], l2_norm: bool = True,
                  beta: float = 0.25, phi_count: int = 4, resi_ratio: float = 0.5, dropout_fraction: float = 0.0,
-                 dropout_min_scales: int = 1) -> None:
+                 dropout_min_scales: int = 1, commitment_mean: bool = False) -> None:
         super().__init__()
+        self.commitment_mean = commitment_mean
         if not scales:
             raise ValueError("a multi-scale quantizer needs at least one scale")
         self.codebook_size, self.dim, self.scales = codebook_size, dim, tuple(int(p) for p in scales)
@@ -184,7 +187,7 @@ class MultiScaleResidualQuantizer(nn.Module):
         keep: scales kept per sample ``[B]`` (quantizer dropout); drawn with `draw_keep` in training mode when
         `dropout_fraction` > 0 and not given, else all scales. The losses are the release's: per scale, over the
         kept samples, ``mse(f_hat, sg(f))`` (codebook term, averaged over scales) and ``β·mse(sg(f_hat), f)``
-        (commitment term, summed over scales); `loss` is their sum.
+        (commitment term, summed over scales, or averaged with `commitment_mean`); `loss` is their sum.
         """
         self._check(f)
         B, C, H, W = f.shape
@@ -210,6 +213,8 @@ class MultiScaleResidualQuantizer(nn.Module):
                 commitment_loss = commitment_loss + F.mse_loss(f_hat.detach(), f, reduction="none").mul(mask).mul(
                     self.beta / ratio).mean()
             codebook_loss = codebook_loss / n_scales
+            if self.commitment_mean:
+                commitment_loss = commitment_loss / n_scales
             quantized = straight_through(f_hat, f)
         return QuantizerOutput(quantized, torch.cat(indices, dim=1), codebook_loss + commitment_loss,
                                commitment_loss, codebook_loss)

@@ -3,7 +3,8 @@
 An adapter runs the family's training forward (through the possibly DDP-wrapped model, so gradients are
 synchronised), says which parameters a stage freezes, which layer is the decoder's last (adaptive GAN weight),
 which quantizers to watch (usage, entropy, dead-code restarts), and adds the family's own losses:
-- vqgan: none (pixel + VQ losses); convfsq: none (pixel losses; FSQ has no codebook to restart);
+- vqgan, llamagen: none (pixel + VQ losses); convfsq: none (pixel losses; FSQ has no codebook to restart);
+- var-vqvae: none (pixel + VAR's multi-scale VQ loss; crops at the model's size, the scales end at its latent side);
 - titok / onedpiece: stage 1 = cross-entropy of the proxy-code logits against a frozen MaskGIT-VQGAN's codes,
   stage 2 = pixel losses with encoder and quantizer frozen; Tail Token Drop is the model's own (config
   ``tail_token_drop``) and the kept length is logged;
@@ -156,6 +157,39 @@ class ConvFSQAdapter(VQGANAdapter):
 
     def last_layer(self, raw):
         return raw.decoder.out.weight
+
+    def quantizers(self, raw):
+        return []
+
+
+class LlamaGenAdapter(VQGANAdapter):
+    """LlamaGen VQ: pixel + VQ losses (+ `loss.entropy`, LlamaGen's entropy_loss_ratio), l2-normalised codebook."""
+
+    families = ("llamagen",)
+
+    def quantizers(self, raw):
+        return [raw.quantizer]
+
+
+class VARVQVAEAdapter(FamilyAdapter):
+    """VAR's multi-scale VQVAE: pixel + multi-scale VQ losses. Crops must be the model's image size: the scale
+    schedule ends at its latent side. Usage is counted from the indices; no entropy term or dead-code restarts."""
+
+    families = ("var-vqvae",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        size = recipe.model.get("image_size", 256)
+        if recipe.data.crop_size != size:
+            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal model.image_size {size} "
+                              "(the multi-scale quantizer's last scale is the latent side)")
+
+    def forward(self, model, raw, images, recipe, captions=None):
+        recon, q = model(images)
+        return StepOutput(recon=recon, quantizer=q, indices=q.indices)
+
+    def last_layer(self, raw):
+        return raw.decoder.conv_out.weight
 
     def quantizers(self, raw):
         return []
@@ -459,5 +493,7 @@ register_adapter(TiTokAdapter())
 register_adapter(ALITAdapter())
 register_adapter(OpenMagvit2Adapter())
 register_adapter(IBQAdapter())
+register_adapter(LlamaGenAdapter())
+register_adapter(VARVQVAEAdapter())
 
 __all__ = ["FamilyAdapter", "StepOutput", "register_adapter", "get_adapter", "freeze"]
