@@ -2,4 +2,4 @@
 
 A module is listed here once its tests pass; `zoo.registry` imports them lazily on the first lookup.
 """
-BUILTIN_FAMILIES: list[str] = ["vqgan", "titok", "imagefolder", "unitok", "alit", "convfsq"]
+BUILTIN_FAMILIES: list[str] = ["vqgan", "titok", "imagefolder", "unitok", "alit", "convfsq", "tokenflow"]
