@@ -141,8 +141,8 @@ def config_from_official(official: Mapping[str, Any] | None, state_dict: Mapping
         raise CheckpointError(f"official config says teacher={said!r} but the checkpoint holds a {teacher} tower")
     if teacher == "clip":
         image_size = 256 if off.get("infer_interpolate", True) else table * patch
-    else:
-        image_size = table * patch
+    else:  # SigLIP's image size is its processor's (384 for so400m-patch14-384: 27 patches of 14, 6 px unread)
+        image_size = 384 if (table, patch) == (27, 14) else table * patch
     image_size = int(overrides.get("image_size", image_size))
     scales = overrides.pop("scale_sides", None) or RELEASED_SCALES.get((teacher, image_size))
     if scales is None:
