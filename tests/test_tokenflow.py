@@ -209,3 +209,14 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
     with pytest.raises(CheckpointError, match="teacher"):
         zoo.from_official("tokenflow", sd, {"teacher": "siglip_384"}, image_size=64, scale_sides=TINY_SCALES,
                           **TINY_HEADS)
+
+
+def test_zoo_info_and_card(capsys):
+    from zoo.cli import main
+
+    assert main(["info", "tokenflow-siglip-32k"]) == 0
+    out = capsys.readouterr().out
+    assert "tokenflow_siglip_32k.pt" in out and "2227" in out and "rFID: 0.63" in out
+    assert main(["card", "tokenflow-clipb-32k-enhanced"]) == 0
+    out = capsys.readouterr().out
+    assert "dual codebook with shared mapping" in out and "encode_semantic" in out

@@ -45,6 +45,9 @@ class SiglipVisionTower(nn.Module):
         self.position_embedding = nn.Parameter(torch.zeros(grid * grid, width))
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio=mlp_dim / width, act="gelu_tanh", norm_eps=1e-6,
                                           packed_qkv=False) for _ in range(depth))
+        for block in self.blocks:  # the hidden width is not always width * ratio after rounding: set it exactly
+            if block.mlp.fc1.out_features != mlp_dim:
+                block.mlp = Mlp(width, mlp_dim, act="gelu_tanh")
         self.post_layernorm = nn.LayerNorm(width, eps=1e-6)
         self.head = SiglipPoolingHead(width, heads, mlp_dim)
 
