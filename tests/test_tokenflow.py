@@ -96,7 +96,8 @@ def test_tiny_parity_indices_images_and_semantic_features(tiny):
     expected = io["final_quantize"].flatten(2).transpose(1, 2)
     assert semantic.shape == (2, 16, 40) and torch.allclose(semantic, expected, atol=ATOL)
     raw = model.decode(codes, clamp=False)
-    assert torch.allclose(raw, to01(io["decoded_from_code"]), atol=ATOL), (raw - to01(io["decoded_from_code"])).abs().max()
+    expected = to01(io["decoded_from_code"])
+    assert torch.allclose(raw, expected, atol=ATOL), (raw - expected).abs().max()
     assert torch.allclose(raw, to01(io["decoded"]), atol=ATOL)
     assert raw.min() < 0 or raw.max() > 1  # unclamped, as the official output
     recon = model.decode_semantic(codes)

@@ -278,7 +278,8 @@ class TokenFlow(Tokenizer):
     def quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
         """Latents -> (`Codes`, straight-through quantized latents of the same shape), with gradients."""
         if not isinstance(latents, Tensor) or not latents.is_floating_point():
-            raise InputError(f"quantize takes a float tensor of latents, got {getattr(latents, 'dtype', type(latents))}")
+            got = getattr(latents, "dtype", type(latents))
+            raise InputError(f"quantize takes a float tensor of latents, got {got}")
         codes, quantized = self._quantize(latents)
         codes.model, codes.codebook_sizes, codes.fingerprint = self.name or self.family, self.spec.codebook_sizes, \
             self.fingerprint

@@ -69,7 +69,7 @@ class CLIPVisionTower(nn.Module):
         x = torch.cat([cls, x], dim=1)
         pos = self.positional_embedding
         if x.shape[1] != pos.shape[0]:
-            pos = resample_pos_table_dino(pos, (images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size))
+            pos = resample_pos_table_dino(pos, (h, w))
         x = self.ln_pre(x + pos.to(x.dtype))
         for block in self.blocks:
             x = block(x)
