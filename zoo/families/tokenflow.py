@@ -319,7 +319,7 @@ class SemanticTeacher(nn.Module):
         mean, std = (CLIP_MEAN, CLIP_STD) if teacher == "clip" else ((0.5,) * 3, (0.5,) * 3)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("proj", proj, persistent=False) if proj is not None else setattr(self, "proj", None)
+        self.register_buffer("proj", proj, persistent=False)  # CLIP's [D, D_teacher]; None for SigLIP
 
     @classmethod
     def for_tokenizer(cls, tokenizer: TokenFlow, proj: Tensor | None = None, seed: int = 0) -> "SemanticTeacher":

@@ -297,7 +297,8 @@ class TokenFlowAdapter(FamilyAdapter):
     features (CLIP: patch tokens @ proj; SigLIP: hidden_states[-2]).
 
     The teacher is a frozen copy of the model's semantic tower as training starts (the release initialises the
-    student tower from the teacher, so both start equal). CLIP's projection to the feature size is not part of
+    student tower from the teacher, so both start equal; a resumed run rebuilds the same initial tower before loading
+    its checkpoint, so its teacher is the same). CLIP's projection to the feature size is not part of
     TokenFlow's files: it is drawn from ``recipe.seed``. SigLIP's last block, post-LayerNorm and pooling head are
     unused by the tokenizer and stay frozen, as released. One scale may be left out per step (the model's own
     ``scale_drop``)."""
