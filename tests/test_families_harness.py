@@ -21,6 +21,11 @@ _VIT = dict(image_size=64, patch_size=8, num_latent_tokens=16, encoder_width=32,
             decoder_width=32, decoder_depth=1, decoder_heads=2, codebook_size=64, token_size=8, l2_norm=True,
             legacy_reshape=False, two_stage=False)
 FALLBACK_TINY: dict[str, dict] = {
+    "tokenflow": dict(image_size=64, teacher="clip", semantic_width=32, semantic_depth=2, semantic_heads=2,
+                      semantic_mlp_dim=128, semantic_patch=16, semantic_table_grid=3, semantic_feature_dim=32,
+                      semantic_decoder_depth=1, semantic_decoder_heads=2, semantic_decoder_grid=3, codebook_size=256,
+                      scale_sides=[1, 2, 3, 4], encoder_channels=32, encoder_res_blocks=1, decoder_channels=32,
+                      decoder_res_blocks=1, z_channels=32),
     "titok": _VIT,
     "onedpiece": {**_VIT, "variable_length": True},
     "unitok": dict(image_size=64, stem_width=8, stage_widths=[8, 16], stage_depths=[1, 1], width=32, depth=1, heads=4,

@@ -69,6 +69,7 @@ CASES: list[tuple[str, Callable[[], Tokenizer]]] = [
     ("ibq", _recipe_model("ibq")),
     ("llamagen", _recipe_model("llamagen")),
     ("var-vqvae", _recipe_model("var-vqvae")),
+    ("tokenflow", _recipe_model("tokenflow")),
 ]
 
 
@@ -105,7 +106,7 @@ def test_gradients_reach_input_and_weights(factory):
     touched = {part for name, p in tok.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
                for part in name.split(".")[:2]}  # top-level modules (and the ones of a wrapped network: vae.*)
     assert touched & {"decoder", "base_decoder", "pixel_decoder"}, f"no gradient in a decoder ({sorted(touched)})"
-    assert touched & {"encoder", "base_encoder"}, f"no gradient reached the encoder (got {sorted(touched)})"
+    assert touched & {"encoder", "base_encoder", "pixel_encoder"}, f"no gradient reached the encoder (got {sorted(touched)})"
 
 
 def test_latent_api_checks_its_inputs():

@@ -255,8 +255,8 @@ def test_onedpiece_tail_token_drop_trains_on_prefixes(tmp_path):
 def test_families_without_training_hooks_say_so():
     from zoo.train.adapters import get_adapter
 
-    with pytest.raises(NotImplementedError, match="tokenflow.*semantic hook"):
-        get_adapter("tokenflow")
+    with pytest.raises(NotImplementedError, match="my-family.*training adapter.*tokenflow"):
+        get_adapter("my-family")
 
 
 def test_imagefolder_semantic_hook(tmp_path):

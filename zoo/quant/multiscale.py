@@ -59,6 +59,7 @@ class MultiScaleResidualQuantizer(nn.Module):
 
     Indices come back as int64 ``[B, T]`` with ``T = sum(p*p for p in scales)``.
     l2_norm: cosine lookup (ImageFolder) instead of euclidean (VAR).
+    phi_count: shared φ convolutions (0: none, the code vectors are added as they are).
     dropout_fraction, dropout_min_scales: quantizer dropout in training (ImageFolder's ``codebook_drop`` and
         ``start_drop``): the first ``int(B * fraction)`` samples of a batch keep only their first n scales,
         n ~ U{min_scales, ..., S} drawn per sample, so the decoder learns to work from any prefix.
@@ -78,10 +79,10 @@ class MultiScaleResidualQuantizer(nn.Module):
         self.dropout_fraction, self.dropout_min_scales = dropout_fraction, dropout_min_scales
         self.embedding = nn.Embedding(codebook_size, dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
-        self.phi = SharedPhi(dim, phi_count, resi_ratio)
+        self.phi = SharedPhi(dim, phi_count, resi_ratio) if phi_count else None  # 0: no φ (TokenFlow)
         n = len(self.scales)
         # the release calls quant_resi[si / (S - 1)] (quant_resi[0] when S = 1)
-        self.phi_index = tuple(self.phi.index(si / (n - 1)) if n > 1 else 0 for si in range(n))
+        self.phi_index = tuple(self.phi.index(si / (n - 1)) if n > 1 and self.phi else 0 for si in range(n))
 
     @property
     def tokens_per_scale(self) -> tuple[int, ...]:
@@ -255,4 +256,4 @@ class MultiScaleResidualQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"codebook_size={self.codebook_size}, dim={self.dim}, scales={self.scales}, l2_norm={self.l2_norm}, "
-                f"phi={len(self.phi.convs)}")
+                f"phi={len(self.phi.convs) if self.phi else 0}")

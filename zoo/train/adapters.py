@@ -11,6 +11,7 @@ which quantizers to watch (usage, entropy, dead-code restarts), and adds the fam
 - imagefolder: the semantic branch's distillation towards a frozen DINOv2 (``loss.semantic``, ``loss.teacher``);
 - unitok: CLIP contrastive loss between the quantized-token image embedding and the caption's text embedding
   (``loss.clip``; captions from ``data.captions``), the learned logit scale clamped to [0, ln 100] as upstream;
+- tokenflow: the semantic decoder's distillation ``1 - cos`` towards a frozen teacher tower (``loss.semantic``);
 - alit: stage 1 = per-rollout NLL of the base-code logits (weights ``loss.rollout_weights``) + the soft-code MSE
   with the base VQGAN frozen; stage 2 = pixel losses on one rollout per step, cycling through the rollouts;
 - open_magvit2: LFQ commitment + MAGVIT-v2's entropy loss (per-sample minus codebook entropy, `loss.entropy`);
@@ -91,9 +92,7 @@ class FamilyAdapter:
 
 
 _ADAPTERS: dict[str, FamilyAdapter] = {}
-_PENDING = {
-    "tokenflow": "TokenFlow's semantic hook",
-}
+_PENDING: dict[str, str] = {}
 
 
 def register_adapter(adapter: FamilyAdapter) -> FamilyAdapter:
@@ -328,6 +327,59 @@ class ImageFolderAdapter(FamilyAdapter):
         return []  # multi-scale product quantizer: usage is counted from the indices; no entropy/restarts
 
 
+class TokenFlowAdapter(FamilyAdapter):
+    """TokenFlow: pixel + VQ losses on the pixel branch, plus the release's semantic loss (`loss.semantic`, weight 1
+    as released): ``mean(1 - cos)`` between the semantic decoder's per-token prediction and a frozen teacher's
+    features (CLIP: patch tokens @ proj; SigLIP: hidden_states[-2]).
+
+    The teacher is a frozen copy of the model's semantic tower as training starts (the release initialises the
+    student tower from the teacher, so both start equal; a resumed run rebuilds the same initial tower before loading
+    its checkpoint, so its teacher is the same). CLIP's projection to the feature size is not part of
+    TokenFlow's files: it is drawn from ``recipe.seed``. SigLIP's last block, post-LayerNorm and pooling head are
+    unused by the tokenizer and stay frozen, as released. One scale may be left out per step (the model's own
+    ``scale_drop``)."""
+
+    families = ("tokenflow",)
+    supported_losses = ("semantic",)
+
+    def check(self, recipe):
+        super().check(recipe)
+        size = recipe.model.get("image_size", 256)
+        if recipe.data.crop_size != size:
+            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal the model's image_size {size}")
+        if recipe.loss.teacher:
+            raise ConfigError("recipe.loss.teacher: TokenFlow's teacher is a frozen copy of the model's own semantic "
+                              "tower at the start of training; leave loss.teacher empty")
+
+    def setup(self, model, recipe, device):
+        from ..families.tokenflow import SemanticTeacher
+
+        self.teacher = SemanticTeacher.for_tokenizer(model, seed=recipe.seed).to(device) if recipe.loss.semantic \
+            else None
+        cfg = model.config
+        self._frozen = ([f"semantic_encoder.blocks.{cfg.semantic_depth - 1}", "semantic_encoder.post_layernorm",
+                         "semantic_encoder.head"] if cfg.teacher == "siglip" else [])
+
+    def frozen(self, recipe):
+        return list(getattr(self, "_frozen", []))
+
+    def forward(self, model, raw, images, recipe, captions=None):
+        from ..families.tokenflow import distillation_loss
+
+        out = model(images)
+        q = out["quantizer"]
+        losses = {}
+        if self.teacher is not None:
+            losses["semantic"] = recipe.loss.semantic * distillation_loss(out["semantic"], self.teacher(images))
+        return StepOutput(recon=out["images"], quantizer=q, losses=losses, indices=q.indices)
+
+    def last_layer(self, raw):
+        return raw.pixel_decoder.conv_out.weight
+
+    def quantizers(self, raw):
+        return []  # multi-scale shared-mapping quantizer: usage is counted from the indices; no entropy/restarts
+
+
 class UniTokAdapter(FamilyAdapter):
     """UniTok: pixel + VQ losses on the multi-codebook reconstruction, plus CLIP contrastive (`loss.clip`) between
     the image embedding of the *quantized* tokens and the text tower's embedding of each image's caption."""
@@ -495,5 +547,6 @@ register_adapter(OpenMagvit2Adapter())
 register_adapter(IBQAdapter())
 register_adapter(LlamaGenAdapter())
 register_adapter(VARVQVAEAdapter())
+register_adapter(TokenFlowAdapter())
 
 __all__ = ["FamilyAdapter", "StepOutput", "register_adapter", "get_adapter", "freeze"]

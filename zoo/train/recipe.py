@@ -101,7 +101,7 @@ class LossConfig:
     proxy_ce: float = 0.0  # TiTok stage 1: cross-entropy against a frozen MaskGIT-VQGAN's codes
     teacher: str | None = None  # the proxy-code teacher: a registered name or a folder
     clip: float = 0.0  # UniTok: CLIP contrastive
-    semantic: float = 0.0  # ImageFolder: semantic distillation
+    semantic: float = 0.0  # ImageFolder: semantic distillation; TokenFlow: 1 - cos feature distillation
     rollout_weights: list[float] | None = None  # ALIT: per-rollout weights
 
 
