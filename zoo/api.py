@@ -649,8 +649,15 @@ class Tokenizer(nn.Module):
                              f"{self.name or self.family} is {list(spec.scales)} (a prefix of it decodes)")
 
     def _check_decodable(self, codes: Codes) -> None:
-        """Fixed-length families need all tokens; variable-length ones override to accept prefixes."""
+        """Families with `token_choices` (multi-scale codes: whole scales) decode those counts only; other
+        fixed-length families need all tokens; variable-length ones override to accept prefixes."""
         spec = self.spec
+        if spec.token_choices is not None:
+            got = set(codes.token_counts().tolist()) | {codes.num_tokens}
+            if not got <= set(spec.token_choices):
+                raise InputError(f"{self.name or self.family} decodes whole scales: token counts must be one of "
+                                 f"{list(spec.token_choices)}, got {sorted(got)}")
+            return
         counts = codes.token_counts()
         if not spec.variable_length and (codes.num_tokens != spec.max_tokens or bool((counts != spec.max_tokens).any())):
             raise InputError(

@@ -209,16 +209,6 @@ class ImageFolder(Tokenizer):
         z = self.post_quant_conv(quantized).flatten(2).permute(0, 2, 1)  # [B, s², D]
         return (self.decoder(z) + 1) / 2
 
-    def _check_decodable(self, codes: Codes) -> None:
-        spec = self.spec
-        if codes.scales is not None and codes.scales != spec.scales[:len(codes.scales)]:
-            raise InputError(f"codes with scales {codes.scales} were not made with this tokenizer's schedule "
-                             f"{spec.scales}")
-        counts = set(codes.token_counts().tolist()) | {codes.num_tokens}
-        if not counts <= set(spec.token_choices):
-            raise InputError(f"{self.name or self.family} decodes whole scales: token counts must be one of "
-                             f"{list(spec.token_choices)}, got {sorted(counts)}")
-
     def _decode(self, codes: Codes) -> Tensor:
         lengths = None if codes.lengths is None else codes.lengths.to(codes.indices.device)
         f_hats = self.quantizer.lookup(codes.indices, lengths=lengths)

@@ -119,13 +119,6 @@ class VARVQVAE(Tokenizer):
             per_scale = per_scale[:self.spec.token_choices.index(num_tokens) + 1]
         return Codes(indices.unsqueeze(-1), scales=per_scale)
 
-    def _check_decodable(self, codes: Codes) -> None:
-        spec = self.spec
-        counts = set(codes.token_counts().tolist()) | {codes.num_tokens}
-        if not counts <= set(spec.token_choices):
-            raise InputError(f"{self.name or self.family} decodes whole scales: token counts must be one of "
-                             f"{list(spec.token_choices)}, got {sorted(counts)}")
-
     def _decode(self, codes: Codes) -> Tensor:
         lengths = None if codes.lengths is None else codes.lengths.to(codes.indices.device)
         f_hat = self.quantizer.lookup(codes.indices[..., 0], lengths=lengths)
