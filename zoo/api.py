@@ -699,3 +699,35 @@ class Tokenizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}"
+
+
+class GridTokenizer(Tokenizer):
+    """A family whose latents are one map ``[B, D, h, w]`` quantized position by position (VQ, FSQ, LFQ, IBQ).
+
+    Its `quantizer` takes channels-last latents ``[B, h, w, D]``: calling it gives a `QuantizerOutput` (indices
+    ``[B, h, w]``, straight-through `quantized` ``[B, h, w, D]``), `quantize` gives the indices alone and `lookup`
+    the code vectors ``[..., D]`` of indices. Codes are the h·w positions in row-major order (``grid=(h, w)``).
+    The family supplies `_encode_latents` and `_decode_latents`; encode, decode and `_quantize` are these.
+    """
+
+    quantizer: nn.Module
+
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        """``[B, D, h, w]`` -> (codes ``[B, h·w, 1]``, straight-through code vectors ``[B, D, h, w]``)."""
+        q = self.quantizer(latents.permute(0, 2, 3, 1))
+        return _grid_codes(q.indices), q.quantized.permute(0, 3, 1, 2)
+
+    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
+        return _grid_codes(self.quantizer.quantize(self._encode_latents(images).permute(0, 2, 3, 1)))
+
+    def _decode(self, codes: Codes) -> Tensor:
+        h, w = codes.grid or self.spec.grid
+        rows = self.quantizer.lookup(codes.indices[..., 0]).to(self.dtype)  # [B, h·w, D]
+        return self._decode_latents(rows.reshape(-1, h, w, rows.shape[-1]).permute(0, 3, 1, 2))
+
+
+def _grid_codes(indices: Tensor) -> Codes:
+    """Indices ``[B, h, w]`` -> `Codes` ``[B, h·w, 1]`` on an (h, w) grid."""
+    B, h, w = indices.shape
+    return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
+

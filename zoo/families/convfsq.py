@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..api import Codes, Tokenizer, TokenizerSpec
+from ..api import GridTokenizer, TokenizerSpec
 from ..errors import ConfigError
 from ..nn.shuffle_conv import ShuffleConvConfig, ShuffleConvDecoder, ShuffleConvEncoder
 from ..quant import FiniteScalarQuantizer, QuantizerOutput
@@ -49,7 +49,7 @@ class ConvFSQConfig:
 TINY_CONFIG = dict(image_size=64, widths=(8, 16, 32), depths=(0, 1, 1), decoder_depths=(1, 1, 1), levels=(5, 5, 4))
 
 
-class ConvFSQ(Tokenizer):
+class ConvFSQ(GridTokenizer):
     family = "convfsq"
 
     def __init__(self, config: ConvFSQConfig) -> None:
@@ -70,25 +70,9 @@ class ConvFSQ(Tokenizer):
         """Pre-quantization latents ``[B, D, h, w]`` of images in [0, 1]."""
         return self.encoder(images)
 
-    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
-        """``[B, D, h, w]`` -> (codes ``[B, h·w, 1]``, straight-through quantized latents ``[B, D, h, w]`` in [-1, 1])."""
-        q = self.quantizer(latents.permute(0, 2, 3, 1))
-        B, h, w = q.indices.shape
-        return Codes(q.indices.reshape(B, h * w, 1), grid=(h, w)), q.quantized.permute(0, 3, 1, 2)
-
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Quantized latents ``[B, D, h, w]`` (values in [-1, 1]) -> raw images ``[B, 3, H, W]``."""
         return self.decoder(quantized)
-
-    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        indices = self.quantizer.quantize(self._encode_latents(images).permute(0, 2, 3, 1))  # [B, h, w]
-        B, h, w = indices.shape
-        return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
-
-    def _decode(self, codes: Codes) -> Tensor:
-        h, w = codes.grid or self.spec.grid
-        z_q = self.quantizer.lookup(codes.indices[..., 0]).to(self.dtype)  # [B, T, D]
-        return self._decode_latents(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
 
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output; its loss is zero)."""

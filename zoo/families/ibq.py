@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from ..api import Codes, Tokenizer, TokenizerSpec
+from ..api import GridTokenizer, TokenizerSpec
 from ..convert import ibq as convert
 from ..nn.taming import TamingConvConfig, TamingDecoder, TamingEncoder
 from ..quant import IndexBackpropQuantizer, QuantizerOutput
@@ -42,7 +42,7 @@ TINY_CONFIG = dict(image_size=32, hidden_channels=32, channel_mult=(1, 2), num_r
                    codebook_size=64, code_dim=16)
 
 
-class IBQ(Tokenizer):
+class IBQ(GridTokenizer):
     """Latents ``[B, code_dim, h, w]`` (after ``quant_conv``); codes ``[B, h·w, 1]`` in [0, codebook_size)."""
 
     family = "ibq"
@@ -67,27 +67,11 @@ class IBQ(Tokenizer):
         """Images ``[B, 3, H, W]`` in [0, 1] -> pre-quantization latents ``[B, code_dim, h, w]``."""
         return self.quant_conv(self.encoder(images * 2 - 1))
 
-    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
-        """``[B, code_dim, h, w]`` -> (codes ``[B, h·w, 1]``, IBQ's straight-through rows ``[B, code_dim, h, w]``)."""
-        q = self.quantizer(latents.permute(0, 2, 3, 1))
-        B, h, w = q.indices.shape
-        return Codes(q.indices.reshape(B, h * w, 1), grid=(h, w)), q.quantized.permute(0, 3, 1, 2)
-
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Code vectors ``[B, code_dim, h, w]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped)."""
         return (self.decoder(self.post_quant_conv(quantized)) + 1) / 2
 
     # ---- the Tokenizer interface ----
-    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        indices = self.quantizer.quantize(self._encode_latents(images).permute(0, 2, 3, 1))  # [B, h, w]
-        B, h, w = indices.shape
-        return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
-
-    def _decode(self, codes: Codes) -> Tensor:
-        h, w = codes.grid or self.spec.grid
-        z_q = self.quantizer.lookup(codes.indices[..., 0])  # [B, T, code_dim]
-        return self._decode_latents(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
-
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput, Tensor]:
         """Training pass: images in [0, 1] -> (raw reconstruction, IBQ output with the quantization loss, the
         pre-quantization latents ``[B, h, w, code_dim]`` for the entropy loss)."""

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..api import Codes, Tokenizer, TokenizerSpec
+from ..api import GridTokenizer, TokenizerSpec
 from ..convert import llamagen as convert
 from ..nn.taming import TamingConvConfig, TamingDecoder, TamingEncoder
 from ..quant import QuantizerOutput, VectorQuantizer
@@ -48,7 +47,7 @@ TINY_CONFIG = dict(image_size=32, hidden_channels=32, channel_mult=(1, 1, 2), nu
                    codebook_size=64, code_dim=8)
 
 
-class LlamaGenVQ(Tokenizer):
+class LlamaGenVQ(GridTokenizer):
     family = "llamagen"
 
     def __init__(self, config: LlamaGenConfig) -> None:
@@ -73,31 +72,11 @@ class LlamaGenVQ(Tokenizer):
         """Images ``[B, 3, H, W]`` in [0, 1] -> pre-quantization latents ``[B, code_dim, H/f, W/f]``."""
         return self.quant_conv(self.encoder(images * 2 - 1))
 
-    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
-        """Latents ``[B, D, h, w]`` -> (codes ``[B, h·w, 1]`` on an h x w grid, straight-through quantized latents
-        ``[B, D, h, w]``: the (normalised) codebook rows forward, the identity backward)."""
-        out = self.quantizer(latents.permute(0, 2, 3, 1))
-        B, h, w = out.indices.shape
-        codes = Codes(out.indices.reshape(B, h * w, 1), grid=(h, w), codebook_sizes=(self.config.codebook_size,),
-                      model=self.name or self.family)
-        return codes, out.quantized.permute(0, 3, 1, 2)
-
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Code vectors ``[B, D, h, w]`` -> raw images ``[B, 3, h·f, w·f]`` ([0, 1] scale, unclamped)."""
         return (self.decoder(self.post_quant_conv(quantized)) + 1) / 2
 
     # ---- discrete interface ----
-    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        z = self._encode_latents(images).permute(0, 2, 3, 1)  # [B, h, w, D]
-        indices = self.quantizer.quantize(z)  # [B, h, w]
-        B, h, w = indices.shape
-        return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
-
-    def _decode(self, codes: Codes) -> Tensor:
-        h, w = codes.grid or self.spec.grid
-        z_q = self.quantizer.lookup(codes.indices[..., 0])  # [B, T, D] normalised rows (decode_code)
-        return self._decode_latents(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2).contiguous())
-
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output with the VQ losses; its
         `quantized` is channels-last ``[B, h, w, D]``)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..api import Codes, Tokenizer, TokenizerSpec
+from ..api import GridTokenizer, TokenizerSpec
 from ..convert import open_magvit2 as convert
 from ..nn.magvit2 import Magvit2ConvConfig, Magvit2Decoder, Magvit2Encoder
 from ..quant import LookupFreeQuantizer, QuantizerOutput
@@ -36,7 +36,7 @@ class OpenMagvit2Config:
 TINY_CONFIG = dict(image_size=64, hidden_channels=32, channel_mult=(1, 1, 2), num_res_blocks=1, bits=10)
 
 
-class OpenMagvit2(Tokenizer):
+class OpenMagvit2(GridTokenizer):
     """Latents ``[B, bits, h, w]`` (h = w = image_size / 2^(levels-1)); codes ``[B, h·w, 1]`` in [0, 2^bits)."""
 
     family = "open_magvit2"
@@ -59,27 +59,11 @@ class OpenMagvit2(Tokenizer):
         """Images ``[B, 3, H, W]`` in [0, 1] -> pre-quantization latents ``[B, bits, h, w]``."""
         return self.encoder(images * 2 - 1)
 
-    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
-        """``[B, bits, h, w]`` -> (codes ``[B, h·w, 1]``, straight-through ±1 latents ``[B, bits, h, w]``)."""
-        q = self.quantizer(latents.permute(0, 2, 3, 1))
-        B, h, w = q.indices.shape
-        return Codes(q.indices.reshape(B, h * w, 1), grid=(h, w)), q.quantized.permute(0, 3, 1, 2)
-
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Quantized latents ``[B, bits, h, w]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped)."""
         return (self.decoder(quantized) + 1) / 2
 
     # ---- the Tokenizer interface ----
-    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        indices = self.quantizer.quantize(self._encode_latents(images).permute(0, 2, 3, 1))  # [B, h, w]
-        B, h, w = indices.shape
-        return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
-
-    def _decode(self, codes: Codes) -> Tensor:
-        h, w = codes.grid or self.spec.grid
-        z_q = self.quantizer.lookup(codes.indices[..., 0]).to(self.dtype)  # [B, T, bits]
-        return self._decode_latents(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
-
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput, Tensor]:
         """Training pass: images in [0, 1] -> (raw reconstruction, LFQ output with the commitment loss, the
         pre-quantization latents ``[B, h, w, bits]`` for the entropy loss)."""

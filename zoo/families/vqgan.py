@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..api import Codes, Tokenizer, TokenizerSpec
+from ..api import GridTokenizer, TokenizerSpec
 from ..convert import vqgan as convert
 from ..nn.maskgit_vqgan import MaskGITConvConfig, MaskGITDecoder, MaskGITEncoder
 from ..quant import QuantizerOutput, VectorQuantizer
@@ -36,7 +36,7 @@ TINY_CONFIG = dict(image_size=64, hidden_channels=32, channel_mult=(1, 1, 2, 2, 
                    codebook_size=64)
 
 
-class MaskGITVQGAN(Tokenizer):
+class MaskGITVQGAN(GridTokenizer):
     family = "vqgan"
 
     def __init__(self, config: VQGANConfig) -> None:
@@ -57,26 +57,9 @@ class MaskGITVQGAN(Tokenizer):
         """Pre-quantization latents ``[B, z, h, w]`` of images in [0, 1]."""
         return self.encoder(images)
 
-    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
-        """``[B, z, h, w]`` -> (codes ``[B, h·w, 1]``, straight-through code vectors ``[B, z, h, w]``)."""
-        q = self.quantizer(latents.permute(0, 2, 3, 1))
-        B, h, w = q.indices.shape
-        return Codes(q.indices.reshape(B, h * w, 1), grid=(h, w)), q.quantized.permute(0, 3, 1, 2)
-
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Code vectors ``[B, z, h, w]`` (quantized, or any soft mixture of codebook rows) -> raw images."""
         return self.decoder(quantized)
-
-    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
-        z = self._encode_latents(images).permute(0, 2, 3, 1)  # [B, h, w, C]
-        indices = self.quantizer.quantize(z)  # [B, h, w]
-        B, h, w = indices.shape
-        return Codes(indices.reshape(B, h * w, 1), grid=(h, w))
-
-    def _decode(self, codes: Codes) -> Tensor:
-        h, w = codes.grid or self.spec.grid
-        z_q = self.quantizer.lookup(codes.indices[..., 0])  # [B, T, C]
-        return self._decode_latents(z_q.reshape(-1, h, w, z_q.shape[-1]).permute(0, 3, 1, 2))
 
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output with the VQ loss)."""
