@@ -15,7 +15,10 @@ memory of one batch is measured for each side in its own subprocess (RSS growth 
 
 The official repositories need what their requirements name (omegaconf for TiTok / One-D-Piece; install it in
 a scratch environment, e.g. ``python -m venv --system-site-packages /tmp/venv && /tmp/venv/bin/pip install
-omegaconf``). Families: titok and maskgit-vqgan (bytedance/1d-tokenizer), onedpiece (turingmotors/One-D-Piece).
+omegaconf``; UniTok: typed-argument-parser, pytz, timm). Families: titok and maskgit-vqgan (bytedance/1d-tokenizer),
+onedpiece (turingmotors/One-D-Piece), unitok (FoundationVision/UniTok). Not (yet) here: ImageFolder (its official
+build needs edits: timm sizes, stubs for peft/webdataset, a process group) and ALIT (its official code calls
+``.to(x.get_device())``, which fails on a CPU).
 """
 from __future__ import annotations
 
@@ -99,13 +102,32 @@ def _maskgit_vqgan(official: Path, name: str, family: str) -> Official:
     return Official(model, encode, decode, None, {}, 256)
 
 
+def _unitok(official: Path, name: str, family: str) -> Official:
+    from models.unitok import UniTok
+    from utils.config import Args
+
+    args = Args()
+    args.model = "vitamin_large"  # the released UniTok (Args' defaults)
+    model = UniTok(args).eval()
+
+    def encode(x: Tensor) -> Tensor:  # official [B, G, L] -> ours [B, L, G]
+        return model.img_to_idx(x * 2 - 1).transpose(1, 2)
+
+    def decode(idx: Tensor) -> Tensor:  # the official decode clamps
+        return (model.idx_to_img(idx.transpose(1, 2)) + 1) / 2
+
+    config = json.loads(json.dumps(args.state_dict(), default=str))
+    return Official(model, encode, decode, config, {}, int(args.img_size))
+
+
 BUILDERS: dict[str, tuple[Callable[[Path, str, str], Official], str, str]] = {
     # family: (builder, zoo family, default model)
     "titok": (_titok, "titok", "titok-s128"),
     "onedpiece": (_titok, "onedpiece", "onedpiece-s-256"),
     "maskgit-vqgan": (_maskgit_vqgan, "vqgan", "maskgit-vqgan"),
+    "unitok": (_unitok, "unitok", "unitok"),
 }
-CLAMPED_OFFICIAL = {"maskgit-vqgan"}  # official decode clamps to [0, 1]
+CLAMPED_OFFICIAL = {"maskgit-vqgan", "unitok"}  # official decodes clamp to [0, 1]
 
 
 def build_official(family: str, official: Path, name: str, seed: int) -> Official:
