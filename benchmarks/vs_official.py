@@ -11,7 +11,8 @@ checks parity on random images (indices equal, images within 1e-4), then times e
 encode+decode of both, interleaved (zoo, official, official, zoo, ...) so that the load of a shared machine
 hits both alike. Each figure is the median over `--repeats` rounds of wall time and of process CPU time; the
 table prints throughput ratios zoo / official (> 1: the zoo is faster). With `--memory`, the peak resident
-memory of one batch is measured for each side in its own subprocess (RSS growth over the built model).
+memory of one batch is measured for each side in its own subprocess (the highest resident memory sampled while the
+batch runs, minus the memory of the built model).
 
 The official repositories need what their requirements name (omegaconf for TiTok / One-D-Piece; install it in
 a scratch environment, e.g. ``python -m venv --system-site-packages /tmp/venv && /tmp/venv/bin/pip install
@@ -225,6 +226,7 @@ def memory_child(args: argparse.Namespace, spec: dict) -> None:
     if spec["side"] == "zoo":
         tok = build_zoo(args.family, args.model, state, off, args.compile, args.channels_last)
         del off
+        tok.fingerprint  # computed once per model (then cached): not part of a batch's memory
         run = lambda: tok.decode(tok.encode(images), clamp=args.family in CLAMPED_OFFICIAL)  # noqa: E731
     else:
         off.model.load_state_dict(state)
@@ -232,10 +234,39 @@ def memory_child(args: argparse.Namespace, spec: dict) -> None:
     import gc
 
     gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with torch.no_grad():
-        run()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    print(peak_rss_growth(run))
+
+
+def _rss_mib() -> float:
+    """Current resident memory of this process (Linux /proc; else the peak so far, from getrusage)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_growth(run: Callable[[], Any], every: float = 0.002) -> float:
+    """MiB: the highest resident memory seen while `run()` runs (sampled by a thread) minus the memory before.
+    (The process's peak RSS cannot be used: building the models already set it higher than one batch needs.)"""
+    import threading
+
+    before, peak, done = _rss_mib(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mib())
+            time.sleep(every)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        done.set()
+        watcher.join()
+    return max(peak[0], _rss_mib()) - before
 
 
 def main() -> None:
@@ -244,7 +275,7 @@ def main() -> None:
     p.add_argument("--official", required=True, type=Path, help="your checkout of the official repository")
     p.add_argument("--model", help="released config to build (default: the family's smallest)")
     p.add_argument("--batch-sizes", default="1,8")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (0: parity and --memory only)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="time the zoo model compiled (Tokenizer.compile())")
@@ -273,7 +304,7 @@ def main() -> None:
                                "compile": args.compile, "channels_last": args.channels_last, "parity": check,
                                "batches": {}}
     print(f"{'batch':>5} {'op':<14} {'zoo s':>8} {'official s':>11} {'wall ratio':>10} {'cpu ratio':>9}")
-    for batch in (int(b) for b in args.batch_sizes.split(",")):
+    for batch in (int(b) for b in args.batch_sizes.split(",") if args.repeats > 0):
         images = torch.rand(batch, 3, size, size, generator=gen)
         t = interleaved(tok, off, images, args.repeats, clamp)
         results["batches"][batch] = t

@@ -140,3 +140,13 @@ def test_prefetched_reads_ahead_in_order():
 
     with pytest.raises(OSError, match="unreadable"):
         list(prefetched(broken, range(5)))
+
+
+def test_channels_last_model_saves_and_reloads(tmp_path):
+    """A channels-last model writes an ordinary folder (safetensors takes its weights) that loads to the same model."""
+    tok = tiny("vqgan").to_channels_last()
+    tok.save_pretrained(tmp_path / "m")
+    again = zoo.load(tmp_path / "m")
+    images = photo_batch(64)
+    assert again.fingerprint == tok.fingerprint
+    assert torch.equal(again.encode(images).indices, tok.encode(images).indices)
