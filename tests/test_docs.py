@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # tokenizer that train.md's tiny run wrote. Every doc is in exactly one lane.
 LANES: list[list[Path]] = [
     [ROOT / "README.md", ROOT / "docs" / "eval.md", ROOT / "docs" / "hub.md", ROOT / "docs" / "ARCHITECTURE.md",
-     ROOT / "docs" / "your-tokenizer.md", ROOT / "docs" / "latents.md",
+     ROOT / "docs" / "your-tokenizer.md", ROOT / "docs" / "latents.md", ROOT / "docs" / "speed.md",
      *sorted((ROOT / "docs" / "families").glob("*.md"))],
     [ROOT / "docs" / "train.md", ROOT / "docs" / "generate.md"],
 ]
@@ -65,6 +65,12 @@ MARKED: list[tuple[str, str]] = [
      "retrains the embedded default model (about 100 CPU minutes in two stages; tests/test_convfsq.py trains a tiny one)"),
     (r"^python -m zoo.train.default_model export", "overwrites the package's embedded weights with a run's model"),
     (r"^python -m zoo.train.default_model report", "slow (about a minute): recomputes the default model's report"),
+    (r"^zoo (reconstruct photo.jpg|eval) -m (onedpiece-s-256|titok-l32) .*--compile",
+     NETWORK + "; compiles with inductor (tests/test_speed.py runs --compile on a tiny model)"),
+    (r"^python -m venv --system-site-packages /tmp/venv", "needs network: installs the official code's dependencies"),
+    (r"^git clone https://github.com/turingmotors/One-D-Piece", "needs network: fetches the official repository"),
+    (r"benchmarks/vs_official.py", "needs a checkout of the official repository (fetched by hand) and its "
+                                   "dependencies; builds two released-size models"),
 ]
 
 # Tiny settings appended to expensive commands (regex on the command as written -> extra arguments).

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import InputError, ZooError
 from .outputs import output_dir, output_file, positive_int, renamed_note, unique_stems
@@ -50,7 +50,24 @@ def _device(name: str | None) -> str:
 def _load(args: argparse.Namespace):
     from .loading import load
 
-    return load(args.model, checkpoint=getattr(args, "checkpoint", None), device=_device(args.device))
+    tok = load(args.model, checkpoint=getattr(args, "checkpoint", None), device=_device(args.device))
+    return speed_options(tok, args)
+
+
+def speed_options(tok, args: argparse.Namespace):
+    """--channels-last and --compile (same codes and images within float rounding; see Tokenizer.compile)."""
+    if getattr(args, "channels_last", False):
+        tok.to_channels_last()
+    if getattr(args, "compile", None):
+        tok.compile(backend=args.compile)
+    return tok
+
+
+def add_speed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                   help="torch.compile the model (backend inductor unless named; the first batch of each shape "
+                        "compiles, which pays off over many images)")
+    p.add_argument("--channels-last", action="store_true", help="convolutions in channels-last memory layout")
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool = True):
@@ -69,8 +86,36 @@ def _image_batches(files: Sequence[Path], size: int, args: argparse.Namespace, d
     from .images import load_images
 
     chunks = list(_batches(files, args.batch_size))
-    for chunk in _progress(chunks, len(chunks), desc, not args.quiet):
-        yield chunk, load_images(chunk, size=size, crop=args.crop)
+    batches = prefetched(lambda chunk: load_images(chunk, size=size, crop=args.crop), chunks)
+    for chunk, images in _progress(zip(chunks, batches), len(chunks), desc, not args.quiet):
+        yield chunk, images
+
+
+def prefetched(read: Callable[[Any], Any], items: Sequence[Any], ahead: int = 2) -> Iterator[Any]:
+    """``read(item)`` for each item, in order, with up to `ahead` reads running in a background thread while the
+    caller works on the current one (image decoding releases the GIL, so reading overlaps the model)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-read") as pool:
+        pending: deque = deque()
+        items = iter(items)
+        try:
+            while True:
+                while len(pending) < ahead + 1:
+                    item = next(items, _DONE)
+                    if item is _DONE:
+                        break
+                    pending.append(pool.submit(read, item))
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+_DONE = object()
 
 
 def _parse_tokens(text: str | None) -> list[int | str] | None:
@@ -312,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--batch-size", type=positive_int, default=8)
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        add_speed_options(p)
 
     p = sub.add_parser("reconstruct", help="encode and decode images; write PNGs, a comparison grid, PSNR")
     p.add_argument("images", nargs="+", help="image files or folders")

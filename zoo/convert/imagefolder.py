@@ -98,8 +98,8 @@ def extract(obj: Any) -> tuple[StateDict, dict | None]:
 # ---------------------------------------------------------------------------------------------------------------
 def level_ids(prefix: int, groups: list[int]) -> Tensor:
     """Level ids of a sequence: ``prefix`` zeros, then ``groups[i]`` copies of i + 1 (the release's lvl1LC)."""
-    counts = torch.tensor([prefix] + list(groups))
-    return torch.repeat_interleave(torch.arange(len(counts)), counts)
+    # built from Python ints (no data-dependent shape), so torch.compile traces it without a graph break
+    return torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate([prefix, *groups])])
 
 
 def _check_levels(state_dict: Mapping[str, Tensor], key: str, expected: Tensor) -> None:

@@ -198,8 +198,10 @@ def _collate(items: list[tuple[str, Tensor | None]]) -> tuple[list[str], Tensor 
 class Batches:
     """Iterate ``(keys, uint8 [b, 3, S, S])``; `skipped` counts corrupt images seen so far (this process)."""
 
-    def __init__(self, stream: ImageStream, batch_size: int, num_workers: int = 0) -> None:
-        self.loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+    def __init__(self, stream: ImageStream, batch_size: int, num_workers: int = 0, pin_memory: bool = False) -> None:
+        self.loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+                                 pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
+                                 persistent_workers=False)
         self.skipped = 0
         self.skipped_keys: list[str] = []
 
@@ -212,7 +214,8 @@ class Batches:
 
 def loader(data: str | Sequence[str] | DataSpec, size: int, batch_size: int = 16, crop: str = "center",
            on_error: str = "skip", rank: int = 0, world: int = 1, limit: int | None = None,
-           num_workers: int = 0) -> Batches:
-    """Batches of this process's share of the data, cropped to `size` with `crop`, as uint8."""
+           num_workers: int = 0, pin_memory: bool = False) -> Batches:
+    """Batches of this process's share of the data, cropped to `size` with `crop`, as uint8; `num_workers`
+    processes read ahead while the model runs (`pin_memory`: page-locked, for fast copies to a GPU)."""
     spec = data if isinstance(data, DataSpec) else parse_data(data)
-    return Batches(ImageStream(spec, size, crop, on_error, rank, world, limit), batch_size, num_workers)
+    return Batches(ImageStream(spec, size, crop, on_error, rank, world, limit), batch_size, num_workers, pin_memory)

@@ -66,7 +66,8 @@ class EvalConfig:
     crop: str = "auto"  # "auto" (each model's official crop, TokenizerSpec.eval_crop) or a CROP_PROTOCOLS name
     on_error: str = "skip"
     limit: int | None = None
-    num_workers: int = 0
+    num_workers: int = 0  # image-reading worker processes (DataLoader)
+    pin_memory: bool = False  # page-locked batches (faster, asynchronous copies to a GPU)
     ref_stats: str | os.PathLike | None = None  # cached real-side statistics (.npz; may hold {crop}, {size}), read or written
     fid_extractor: Any = None  # "inception" (default), a FeatureExtractor / nn.Module, or "module:factory"
     inception_weights: str | os.PathLike | None = None
@@ -132,7 +133,8 @@ class Evaluator:
     def _batches(self, size: int, crop: str):
         rank, world = dist_info()
         c = self.config
-        return loader(self.spec, size, c.batch_size, crop, c.on_error, rank, world, c.limit, c.num_workers)
+        return loader(self.spec, size, c.batch_size, crop, c.on_error, rank, world, c.limit, c.num_workers,
+                      c.pin_memory)
 
     def _progress(self, it, desc: str):
         from ..progress import progress
@@ -183,7 +185,7 @@ class Evaluator:
         continuous = getattr(spec, "continuous", False)
 
         def step(batch: Tensor) -> tuple[Tensor, Tensor | None, Any, dict[str, float]]:
-            codes = model.encode(batch.to(device).float() / 255, num_tokens=num_tokens)
+            codes = model.encode(batch.to(device, non_blocking=True).float() / 255, num_tokens=num_tokens)
             bits = codes.bits() if continuous else None  # Latents: float16 storage; Codes: counted by CodeUsage
             return to_uint8(model.decode(codes)), bits, None if continuous else codes, {}
 

@@ -172,6 +172,7 @@ class CodeDecoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 class ALIT(Tokenizer):
     family = "alit"
+    compile_modules = ("base_encoder", "base_decoder", "encoder.transformer", "decoder")  # the rollouts' hot path
 
     def __init__(self, config: ALITConfig) -> None:
         super().__init__(config)

@@ -124,6 +124,7 @@ class AttnProjection(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 class UniTok(Tokenizer):
     family = "unitok"
+    compile_modules = ("encoder", "quant_proj", "post_quant_proj", "decoder", "text_encoder")
 
     def __init__(self, config: UniTokConfig) -> None:
         super().__init__(config)

@@ -90,13 +90,24 @@ class MultiScaleResidualQuantizer(nn.Module):
 
     # ---- the pieces ----
     @torch.no_grad()
-    def nearest(self, z: Tensor) -> Tensor:
-        """Rows ``z [N, C]`` -> int64 ``[N]``: nearest codebook row (cosine or euclidean, as released)."""
+    def lookup_table(self) -> tuple[Tensor, Tensor]:
+        """What `nearest` compares against, computed once per call of the quantizer (not once per scale):
+        ``[C, K]`` (the normalised codebook's columns for cosine, the raw transposed codebook for euclidean) and
+        ``[K]`` squared row norms (euclidean; empty for cosine)."""
         weight = self.embedding.weight.detach().float()
         if self.l2_norm:
-            return torch.argmax(F.normalize(z, dim=-1) @ F.normalize(weight.T, dim=0), dim=1)
-        d = torch.sum(z.square(), dim=1, keepdim=True) + torch.sum(weight.square(), dim=1, keepdim=False)
-        d.addmm_(z, weight.T, alpha=-2, beta=1)
+            return F.normalize(weight.T, dim=0), weight.new_empty(0)
+        return weight.T, torch.sum(weight.square(), dim=1, keepdim=False)
+
+    @torch.no_grad()
+    def nearest(self, z: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Rows ``z [N, C]`` -> int64 ``[N]``: nearest codebook row (cosine or euclidean, as released).
+        table: `lookup_table()`, passed in when several scales share it."""
+        columns, sq_norms = table if table is not None else self.lookup_table()
+        if self.l2_norm:
+            return torch.argmax(F.normalize(z, dim=-1) @ columns, dim=1)
+        d = torch.sum(z.square(), dim=1, keepdim=True) + sq_norms
+        d.addmm_(z, columns, alpha=-2, beta=1)
         return torch.argmin(d, dim=1)
 
     def contribution(self, idx: Tensor, si: int, size: tuple[int, int]) -> Tensor:
@@ -122,25 +133,28 @@ class MultiScaleResidualQuantizer(nn.Module):
 
     # ---- inference ----
     @torch.no_grad()
-    def quantize_with_reconstructions(self, f: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``f [B, C, H, W]`` -> (indices ``[B, T]``, cumulative reconstruction after each scale ``[B, C, H, W]``)."""
+    def quantize_with_reconstructions(self, f: Tensor, keep: bool = True) -> tuple[Tensor, list[Tensor]]:
+        """``f [B, C, H, W]`` -> (indices ``[B, T]``, cumulative reconstruction after each scale ``[B, C, H, W]``;
+        an empty list with ``keep=False``, which saves a copy per scale)."""
         self._check(f)
         B, C, H, W = f.shape
         f = f.detach().float()
         f_rest, f_hat = f.clone(), torch.zeros_like(f)
         indices, f_hats = [], []
+        table = self.lookup_table()
         for si, p in enumerate(self.scales):
-            idx = self.nearest(self._residual_input(f_rest, si)).view(B, p, p)
+            idx = self.nearest(self._residual_input(f_rest, si), table).view(B, p, p)
             h = self.contribution(idx, si, (H, W))
-            f_hat.add_(h)
             f_rest.sub_(h)
             indices.append(idx.reshape(B, p * p))
-            f_hats.append(f_hat.clone())
+            if keep:
+                f_hat.add_(h)
+                f_hats.append(f_hat.clone())
         return torch.cat(indices, dim=1), f_hats
 
     def quantize(self, f: Tensor) -> Tensor:
         """Indices only: ``f [B, C, H, W]`` -> int64 ``[B, T]``."""
-        return self.quantize_with_reconstructions(f)[0]
+        return self.quantize_with_reconstructions(f, keep=False)[0]
 
     def lookup(self, indices: Tensor, size: tuple[int, int] | None = None, lengths: Tensor | None = None) -> Tensor:
         """int64 ``[B, T']`` covering a prefix of the scales -> the reconstruction ``f_hat [B, C, H, W]``.
@@ -202,8 +216,9 @@ class MultiScaleResidualQuantizer(nn.Module):
             kept = (keep if keep is not None else torch.full((B,), n_scales)).to(f.device)
             codebook_loss, commitment_loss = f.new_zeros(()), f.new_zeros(())
             indices = []
+            table = self.lookup_table()
             for si, p in enumerate(self.scales):
-                idx = self.nearest(self._residual_input(f_rest.detach(), si)).view(B, p, p)
+                idx = self.nearest(self._residual_input(f_rest.detach(), si), table).view(B, p, p)
                 h = self.contribution(idx, si, (H, W))
                 mask = (si < kept)[:, None, None, None].to(h.dtype)
                 f_hat = f_hat + h * mask

@@ -46,8 +46,9 @@ class SharedMappingMultiScaleQuantizer(MultiScaleResidualQuantizer):
         return torch.cat([F.normalize(p, p=2, dim=-1) for p in z.split(self.split, dim=-1)], dim=-1)
 
     @torch.no_grad()
-    def nearest(self, z: Tensor) -> Tensor:
-        """Rows ``z [N, Cs + Cp]`` (raw) -> int64 ``[N]``: argmin of d_sem + d_pix on the normalised parts."""
+    def nearest(self, z: Tensor, table: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Rows ``z [N, Cs + Cp]`` (raw) -> int64 ``[N]``: argmin of d_sem + d_pix on the normalised parts
+        (`table` is the base class's euclidean/cosine lookup table: not used by the two-part distance)."""
         return self._lookup(z.float(), self.normalized_codebook().detach().float())
 
     def _lookup(self, z: Tensor, codebook: Tensor) -> Tensor:
@@ -79,8 +80,9 @@ class SharedMappingMultiScaleQuantizer(MultiScaleResidualQuantizer):
 
     # ---- inference ----
     @torch.no_grad()
-    def quantize_with_reconstructions(self, f: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """``f [B, C, H, W]`` -> (indices ``[B, T]``, cumulative reconstruction after each scale ``[B, C, H, W]``)."""
+    def quantize_with_reconstructions(self, f: Tensor, keep: bool = True) -> tuple[Tensor, list[Tensor]]:
+        """``f [B, C, H, W]`` -> (indices ``[B, T]``, cumulative reconstruction after each scale ``[B, C, H, W]``;
+        an empty list with ``keep=False``)."""
         self._check(f)
         B, C, H, W = f.shape
         f_rest = f.detach().float()
@@ -92,7 +94,8 @@ class SharedMappingMultiScaleQuantizer(MultiScaleResidualQuantizer):
             f_hat = f_hat + h
             f_rest = f_rest - h
             indices.append(idx.reshape(B, p * p))
-            f_hats.append(f_hat)
+            if keep:
+                f_hats.append(f_hat)
         return torch.cat(indices, dim=1), f_hats
 
     # ---- training ----

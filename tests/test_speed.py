@@ -1,0 +1,152 @@
+"""The speed paths change nothing: `Tokenizer.compile()` and `to_channels_last()` give the eager model's indices
+exactly and its images within 1e-4, on the tiny parity-fixture model of every family; the hot path compiles
+without graph breaks; `--compile` / `--channels-last` work on the CLI and in `zoo eval`; the CLI reads images
+ahead of the model in order."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from conftest import photo_batch
+
+F = Path(__file__).parent / "fixtures"
+
+
+def tiny(family: str) -> zoo.Tokenizer:
+    """The tiny model of each family (official-layout fixtures where there are some, else the family's TINY)."""
+    if family in ("vqgan", "convfsq"):
+        import importlib
+
+        torch.manual_seed(0)
+        return zoo.build(family, importlib.import_module(f"zoo.families.{family}").TINY_CONFIG).eval()
+    d = F / family
+    if family in ("titok", "onedpiece"):
+        return zoo.from_official(family, d / "tiny_official.safetensors", next(d.glob("tiny_config.*")), heads=4)
+    if family == "alit":
+        return zoo.from_official(family, d / "tiny_official.safetensors", d / "tiny_config.yaml", heads=4)
+    if family == "imagefolder":
+        return zoo.from_official(family, d / "tiny_official.safetensors", d / "tiny_config.yaml", encoder_heads=4,
+                                 decoder_heads=2)
+    return zoo.from_official("unitok", d / "tiny_official.safetensors", d / "tiny_args.json", heads=4)
+
+
+FAMILIES = ("vqgan", "convfsq", "titok", "onedpiece", "alit", "imagefolder", "unitok")
+
+
+def same_outputs(tok: zoo.Tokenizer, images: torch.Tensor, change) -> None:
+    codes = tok.encode(images)
+    decoded = tok.decode(codes, clamp=False)
+    fingerprint = tok.fingerprint
+    change(tok)
+    codes2 = tok.encode(images)
+    assert torch.equal(codes2.indices, codes.indices)
+    assert torch.equal(codes2.token_counts(), codes.token_counts())
+    assert tok.fingerprint == fingerprint == codes2.fingerprint  # codes stay interchangeable
+    torch.testing.assert_close(tok.decode(codes2, clamp=False), decoded, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_channels_last_and_compiled_graph_give_the_same_codes_and_images(family):
+    """channels-last, then compiled on top (backend 'eager': dynamo's graph capture without inductor's C++
+    build, which is the slow part on a CPU): same indices, images within 1e-4, and no graph break anywhere on the
+    hot path (a break would split the compiled graph and fall back to Python)."""
+    from torch._dynamo.utils import counters
+
+    tok = tiny(family)
+    size = tok.spec.image_size
+    images = photo_batch(size)
+    same_outputs(tok, images, lambda t: t.to_channels_last())
+    conv = next((p for p in tok.parameters() if p.dim() == 4), None)
+    assert conv is None or conv.is_contiguous(memory_format=torch.channels_last)
+
+    torch._dynamo.reset()
+    counters.clear()
+    same_outputs(tok, images, lambda t: t.compile(backend="eager"))
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] >= 2  # encode and decode ran compiled graphs
+    assert all(m._compiled_call_impl is not None for m in tok.hot_modules().values())
+
+
+def test_inductor_compiled_model_matches_eager():
+    """The real thing once: inductor (C++ on a CPU) on the smallest conv model, codes identical, images within 1e-4,
+    compiled in place (the state dict, hence folders and fingerprints, unchanged)."""
+    tok = tiny("convfsq")
+    tok.compile_modules = ("decoder",)  # one module: inductor builds C++ per kernel, slow on a loaded CPU
+    keys = list(tok.state_dict())
+    same_outputs(tok, photo_batch(64)[:1], lambda t: t.compile())
+    assert list(tok.state_dict()) == keys
+
+
+def test_default_hot_modules_skip_codebooks():
+    tok = tiny("titok")
+    assert list(tok.hot_modules()) == ["encoder", "decoder", "pixel_decoder"]
+    assert "encoder.transformer" in tiny("alit").hot_modules()  # ALIT's rollouts call the transformer directly
+
+
+def test_cli_compile_and_channels_last(model_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from zoo.cli import main
+
+    img = tmp_path / "in"
+    img.mkdir()
+    for i, photo in enumerate(photo_batch(64)):
+        Image.fromarray((photo.permute(1, 2, 0) * 255).round().byte().numpy()).save(img / f"{i}.png")
+    plain, fast = tmp_path / "plain.safetensors", tmp_path / "fast.safetensors"
+    assert main(["encode", str(img), "-m", str(model_dir), "-o", str(plain), "-q", "--device", "cpu"]) == 0
+    assert main(["encode", str(img), "-m", str(model_dir), "-o", str(fast), "-q", "--device", "cpu",
+                 "--compile", "eager", "--channels-last", "--batch-size", "1"]) == 0
+    assert torch.equal(zoo.Codes.load(plain).indices, zoo.Codes.load(fast).indices)
+    out = tmp_path / "rec"
+    assert main(["reconstruct", str(img), "-m", str(model_dir), "-o", str(out), "-q", "--device", "cpu",
+                 "--compile", "eager"]) == 0
+    assert len(list(out.glob("*.png"))) == 3  # two reconstructions and the grid
+    assert main(["decode", str(fast), "-m", str(model_dir), "-o", str(tmp_path / "dec"), "-q", "--device", "cpu", "--channels-last",
+                 "--compile", "eager"]) == 0
+    assert len(list((tmp_path / "dec").glob("*.png"))) == 2
+    rc = main(["eval", "-m", str(model_dir), "--data", str(img), "--metrics", "psnr", "-o", str(tmp_path / "rep"),
+               "-q", "--device", "cpu", "--compile", "eager", "--channels-last", "--workers", "1"])
+    assert rc == 0, capsys.readouterr().err
+    assert main(["eval", "-m", str(model_dir), "--data", str(img), "--metrics", "psnr", "-q", "--workers", "-1",
+                 "-o", str(tmp_path / "rep2")]) == 2
+
+
+def test_prefetched_reads_ahead_in_order():
+    from zoo.cli import prefetched
+
+    started: list[int] = []
+
+    def read(i: int) -> int:
+        started.append(i)
+        time.sleep(0.01)
+        return i * i
+
+    seen = []
+    for value in prefetched(read, range(6), ahead=2):
+        seen.append(value)
+        if value == 0:
+            time.sleep(0.1)  # the model is busy with batch 0: the next reads run meanwhile
+            assert len(started) >= 3
+    assert seen == [i * i for i in range(6)]
+
+    def broken(i: int) -> int:
+        if i == 2:
+            raise OSError("unreadable")
+        return i
+
+    with pytest.raises(OSError, match="unreadable"):
+        list(prefetched(broken, range(5)))
+
+
+def test_channels_last_model_saves_and_reloads(tmp_path):
+    """A channels-last model writes an ordinary folder (safetensors takes its weights) that loads to the same model."""
+    tok = tiny("vqgan").to_channels_last()
+    tok.save_pretrained(tmp_path / "m")
+    again = zoo.load(tmp_path / "m")
+    images = photo_batch(64)
+    assert again.fingerprint == tok.fingerprint
+    assert torch.equal(again.encode(images).indices, tok.encode(images).indices)
