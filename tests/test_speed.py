@@ -1,5 +1,6 @@
 """The speed paths change nothing: `Tokenizer.compile()` and `to_channels_last()` give the eager model's indices
-exactly and its images within 1e-4, on the tiny parity-fixture model of every family; the hot path compiles
+exactly and its images within 1e-4 (a continuous model's latents within 1e-4), on the tiny parity-fixture model of
+every family (random weights from the tiny recipe for the families that have one); the hot path compiles
 without graph breaks; `--compile` / `--channels-last` work on the CLI and in `zoo eval`; the CLI reads images
 ahead of the model in order."""
 from __future__ import annotations
@@ -18,11 +19,18 @@ F = Path(__file__).parent / "fixtures"
 
 def tiny(family: str) -> zoo.Tokenizer:
     """The tiny model of each family (official-layout fixtures where there are some, else the family's TINY)."""
-    if family in ("vqgan", "convfsq"):
+    if family in ("vqgan", "convfsq", "diffusers_vae"):
         import importlib
 
         torch.manual_seed(0)
-        return zoo.build(family, importlib.import_module(f"zoo.families.{family}").TINY_CONFIG).eval()
+        config = importlib.import_module(f"zoo.families.{family}").TINY_CONFIG
+        return zoo.build(family.replace("_vae", ""), config).eval()
+    if family in RECIPE_TINY:
+        import yaml
+
+        torch.manual_seed(0)
+        recipe = Path(__file__).resolve().parents[1] / "recipes" / family / "tiny.yaml"
+        return zoo.build(family, yaml.safe_load(recipe.read_text())["model"]).eval()
     d = F / family
     if family in ("titok", "onedpiece"):
         return zoo.from_official(family, d / "tiny_official.safetensors", next(d.glob("tiny_config.*")), heads=4)
@@ -34,7 +42,8 @@ def tiny(family: str) -> zoo.Tokenizer:
     return zoo.from_official("unitok", d / "tiny_official.safetensors", d / "tiny_args.json", heads=4)
 
 
-FAMILIES = ("vqgan", "convfsq", "titok", "onedpiece", "alit", "imagefolder", "unitok")
+RECIPE_TINY = ("llamagen", "var-vqvae", "open_magvit2", "ibq", "tokenflow")  # random weights, their tiny recipes
+FAMILIES = ("vqgan", "convfsq", "titok", "onedpiece", "alit", "imagefolder", "unitok", "diffusers_vae", *RECIPE_TINY)
 
 
 def same_outputs(tok: zoo.Tokenizer, images: torch.Tensor, change) -> None:
@@ -43,8 +52,11 @@ def same_outputs(tok: zoo.Tokenizer, images: torch.Tensor, change) -> None:
     fingerprint = tok.fingerprint
     change(tok)
     codes2 = tok.encode(images)
-    assert torch.equal(codes2.indices, codes.indices)
-    assert torch.equal(codes2.token_counts(), codes.token_counts())
+    if isinstance(codes, zoo.Latents):  # continuous: latents within float noise (no index to hold exactly)
+        torch.testing.assert_close(codes2.values, codes.values, atol=1e-4, rtol=0)
+    else:
+        assert torch.equal(codes2.indices, codes.indices)
+        assert torch.equal(codes2.token_counts(), codes.token_counts())
     assert tok.fingerprint == fingerprint == codes2.fingerprint  # codes stay interchangeable
     torch.testing.assert_close(tok.decode(codes2, clamp=False), decoded, atol=1e-4, rtol=0)
 

@@ -67,6 +67,8 @@ def _diffusers_class(name: str) -> type:
 
 class DiffusersAutoencoder(Tokenizer):
     family = "diffusers"
+    # the zoo calls vae.encode / vae.decode (methods, not the module's forward): compile the networks they run
+    compile_modules = ("vae.encoder", "vae.decoder", "vae.quant_conv", "vae.post_quant_conv")
 
     def __init__(self, config: DiffusersConfig) -> None:
         super().__init__(config)
