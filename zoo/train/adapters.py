@@ -130,6 +130,15 @@ def check_crop_size(recipe: Recipe, factor: int) -> None:
                           f"downsampling factor {factor}")
 
 
+def check_crop_is_image_size(recipe: Recipe, why: str) -> None:
+    """Tokenizers that work at one size only (learned position tables, a fixed scale schedule) train on crops of
+    exactly their `image_size`; `why` says which of those it is."""
+    size = recipe.model.get("image_size", 256)
+    if recipe.data.crop_size != size:
+        raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal the model's image_size {size} "
+                          f"({why})")
+
+
 class VQGANAdapter(FamilyAdapter):
     families = ("vqgan",)
 
@@ -178,10 +187,7 @@ class VARVQVAEAdapter(FamilyAdapter):
 
     def check(self, recipe):
         super().check(recipe)
-        size = recipe.model.get("image_size", 256)
-        if recipe.data.crop_size != size:
-            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal model.image_size {size} "
-                              "(the multi-scale quantizer's last scale is the latent side)")
+        check_crop_is_image_size(recipe, "the multi-scale quantizer's last scale is the latent side")
 
     def forward(self, model, raw, images, recipe, captions=None):
         recon, q = model(images)
@@ -209,10 +215,7 @@ class TiTokAdapter(FamilyAdapter):
                               f"(decoder fine-tuning); got {stage!r}")
         if not two_stage and stage not in (None, 1):
             raise ConfigError(f"recipe.train.stage: single-stage {recipe.family} has one stage; got {stage!r}")
-        size = recipe.model.get("image_size", 256)
-        if recipe.data.crop_size != size:
-            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal the model's image_size {size} "
-                              f"({recipe.family} has learned position embeddings for one size)")
+        check_crop_is_image_size(recipe, f"{recipe.family} has learned position embeddings for one size")
         if two_stage and stage == 1:
             if recipe.loss.proxy_ce <= 0:
                 raise ConfigError("recipe.loss.proxy_ce must be > 0 in stage 1 (the proxy-code cross-entropy)")
@@ -293,9 +296,7 @@ class ImageFolderAdapter(FamilyAdapter):
 
     def check(self, recipe):
         super().check(recipe)
-        size = recipe.model.get("image_size", 256)
-        if recipe.data.crop_size != size:
-            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal the model's image_size {size}")
+        check_crop_is_image_size(recipe, "learned position tables and a fixed scale schedule")
         if recipe.loss.semantic and not recipe.loss.teacher:
             raise ConfigError("recipe.loss.teacher: ImageFolder's semantic loss needs the frozen DINOv2 teacher: an "
                               "official ImageFolder checkpoint file (its semantic_model.* weights)")
@@ -344,9 +345,7 @@ class TokenFlowAdapter(FamilyAdapter):
 
     def check(self, recipe):
         super().check(recipe)
-        size = recipe.model.get("image_size", 256)
-        if recipe.data.crop_size != size:
-            raise ConfigError(f"recipe.data.crop_size {recipe.data.crop_size} must equal the model's image_size {size}")
+        check_crop_is_image_size(recipe, "learned position tables and a fixed scale schedule")
         if recipe.loss.teacher:
             raise ConfigError("recipe.loss.teacher: TokenFlow's teacher is a frozen copy of the model's own semantic "
                               "tower at the start of training; leave loss.teacher empty")
