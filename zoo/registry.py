@@ -30,6 +30,9 @@ class FamilySpec:
 
     convert: official state dict -> ours (a pure function; it may return meta tensors for meta inputs).
     config_from_official: (official config as a plain dict or None, official state dict, **overrides) -> our config.
+        The converter's function may return the config's values as a dict (so that a converter needs nothing from
+        its family's module: a family imports its converter, never the reverse); the spec turns them into
+        `config_cls`, so callers always get the config object.
     extract: the loaded official file -> (official state dict, official config found inside the file or None).
     skip: regular expressions of official keys that are dropped on purpose (training-only parts), by name.
     allow: extra globals an official pickle may hold besides tensors (``torch.load(weights_only=True)`` allow-list:
@@ -46,6 +49,20 @@ class FamilySpec:
     official_repo: str = ""
     description: str = ""
     allow: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        convert_config = self.config_from_official
+
+        def config_from_official(official: Any, state_dict: StateDict, **overrides: Any) -> Any:
+            values = convert_config(official, state_dict, **overrides)
+            if not isinstance(values, Mapping):
+                return values
+            from .config import config_from_dict
+
+            return config_from_dict(self.config_cls, dict(values), where=f"{self.name} config")
+
+        config_from_official.__doc__ = convert_config.__doc__
+        object.__setattr__(self, "config_from_official", config_from_official)
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ RULES = [
 ]
 
 
+
+# The official size table (`adaptive_tokenizers/__init__.py`): encoder = decoder (width, depth, heads).
+SIZES = {"alit_tiny": (512, 8, 8), "alit_small": (1024, 8, 8), "alit_base": (768, 12, 12),
+         "alit_semilarge": (1024, 16, 16)}
+
 def extract(obj: Any) -> tuple[StateDict, dict | None]:
     """A released file: ``{'ema': ..., 'args': Namespace, ...}`` -> (the EMA state dict, args as a dict)."""
     args = None
@@ -67,8 +72,6 @@ def config_from_official(official: Mapping[str, Any] | None, state_dict: Mapping
     head count comes from the official size name (``model: alit_small`` in the checkpoint's args) or, for sizes
     the official table does not know, from ``heads=``.
     """
-    from ..config import config_from_dict
-    from ..families.alit import SIZES, ALITConfig
 
     off = dict(official or {})
     base = str(off.get("base_tokenizer", "vae" if any(k.startswith("base_tokenizer.vae.") for k in state_dict)
@@ -124,4 +127,4 @@ def config_from_official(official: Mapping[str, Any] | None, state_dict: Mapping
                   base_num_res_blocks=vq["num_res_blocks"], base_z_channels=vq["z_channels"],
                   base_codebook_size=vq["codebook_size"])
     values.update(overrides)
-    return config_from_dict(ALITConfig, values, where="alit config")
+    return values

@@ -27,11 +27,9 @@ def convert_state_dict(state_dict: Mapping[str, Tensor], config: Any = None) -> 
 
 def config_from_official(official: Mapping[str, Any] | None, state_dict: Mapping[str, Tensor],
                          **overrides: Any) -> Any:
-    from ..config import config_from_dict
-    from ..families.vqgan import VQGANConfig
 
-    return config_from_dict(VQGANConfig, {**sizes_from_official(official, state_dict, "encoder.", "quantize."),
-                                          **overrides}, where="vqgan config")
+    return {**sizes_from_official(official, state_dict, "encoder.", "quantize."),
+                                          **overrides}
 
 
 def sizes_from_official(official: Mapping[str, Any] | None, state_dict: Mapping[str, Tensor], encoder: str,

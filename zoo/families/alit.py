@@ -40,9 +40,7 @@ from ..nn.vit import Transformer
 from ..quant import QuantizerOutput, VectorQuantizer
 from ..registry import FamilySpec, ModelEntry, register_family, register_model
 
-# The official size table (`adaptive_tokenizers/__init__.py`): encoder = decoder (width, depth, heads).
-SIZES = {"alit_tiny": (512, 8, 8), "alit_small": (1024, 8, 8), "alit_base": (768, 12, 12),
-         "alit_semilarge": (1024, 16, 16)}
+SIZES = convert.SIZES  # the official size table: encoder = decoder (width, depth, heads)
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..api import Codes, Tokenizer, TokenizerSpec
@@ -30,8 +29,7 @@ from ..nn.vit import Transformer
 from ..quant import QuantizerOutput, VectorQuantizer
 from ..registry import FamilySpec, Metric, ModelEntry, register_family, register_model
 
-# The ViT sizes of the official code (encoder and decoder use the same table).
-VIT_SIZES = {"small": (512, 8, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}  # width, depth, heads
+VIT_SIZES = convert.VIT_SIZES  # the official code's ViT sizes (width, depth, heads), encoder and decoder alike
 
 
 @dataclass
