@@ -742,7 +742,8 @@ class GridTokenizer(Tokenizer):
     Its `quantizer` takes channels-last latents ``[B, h, w, D]``: calling it gives a `QuantizerOutput` (indices
     ``[B, h, w]``, straight-through `quantized` ``[B, h, w, D]``), `quantize` gives the indices alone and `lookup`
     the code vectors ``[..., D]`` of indices. Codes are the h·w positions in row-major order (``grid=(h, w)``).
-    The family supplies `_encode_latents` and `_decode_latents`; encode, decode and `_quantize` are these.
+    The family supplies `_encode_latents` and `_decode_latents`; encode, decode, `_quantize` and the training
+    `forward` are these.
     """
 
     quantizer: nn.Module
@@ -759,6 +760,12 @@ class GridTokenizer(Tokenizer):
         h, w = codes.grid or self.spec.grid
         rows = self.quantizer.lookup(codes.indices[..., 0]).to(self.dtype)  # [B, h·w, D]
         return self._decode_latents(rows.reshape(-1, h, w, rows.shape[-1]).permute(0, 3, 1, 2))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Any]:
+        """Training pass: images in [0, 1] -> (raw reconstruction ``[B, 3, H, W]``, the quantizer's
+        `QuantizerOutput` with its losses; its `quantized` is channels-last ``[B, h, w, D]``)."""
+        q = self.quantizer(self._encode_latents(images).permute(0, 2, 3, 1))
+        return self._decode_latents(q.quantized.permute(0, 3, 1, 2)), q
 
 
 def _grid_codes(indices: Tensor) -> Codes:

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..api import GridTokenizer, TokenizerSpec
 from ..errors import ConfigError
 from ..nn.shuffle_conv import ShuffleConvConfig, ShuffleConvDecoder, ShuffleConvEncoder
-from ..quant import FiniteScalarQuantizer, QuantizerOutput
+from ..quant import FiniteScalarQuantizer
 from ..registry import FamilySpec, register_family
 
 
@@ -73,11 +73,6 @@ class ConvFSQ(GridTokenizer):
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Quantized latents ``[B, D, h, w]`` (values in [-1, 1]) -> raw images ``[B, 3, H, W]``."""
         return self.decoder(quantized)
-
-    def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
-        """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output; its loss is zero)."""
-        q = self.quantizer(self._encode_latents(images).permute(0, 2, 3, 1))
-        return self._decode_latents(q.quantized.permute(0, 3, 1, 2)), q
 
 
 def _no_official(*args, **kwargs):

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import torch
 from torch import Tensor
 
 from ..api import Codes, Latents, Tokenizer, TokenizerSpec

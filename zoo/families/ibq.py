@@ -71,7 +71,7 @@ class IBQ(GridTokenizer):
         """Code vectors ``[B, code_dim, h, w]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped)."""
         return (self.decoder(self.post_quant_conv(quantized)) + 1) / 2
 
-    # ---- the Tokenizer interface ----
+    # ---- training (GridTokenizer's forward, plus the latents the entropy loss needs) ----
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput, Tensor]:
         """Training pass: images in [0, 1] -> (raw reconstruction, IBQ output with the quantization loss, the
         pre-quantization latents ``[B, h, w, code_dim]`` for the entropy loss)."""

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..api import GridTokenizer, TokenizerSpec
 from ..convert import llamagen as convert
 from ..nn.taming import TamingConvConfig, TamingDecoder, TamingEncoder
-from ..quant import QuantizerOutput, VectorQuantizer
+from ..quant import VectorQuantizer
 from ..registry import FamilySpec, Metric, ModelEntry, register_family, register_model
 
 
@@ -77,12 +77,6 @@ class LlamaGenVQ(GridTokenizer):
         return (self.decoder(self.post_quant_conv(quantized)) + 1) / 2
 
     # ---- discrete interface ----
-    def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
-        """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output with the VQ losses; its
-        `quantized` is channels-last ``[B, h, w, D]``)."""
-        q = self.quantizer(self._encode_latents(images).permute(0, 2, 3, 1))
-        return self._decode_latents(q.quantized.permute(0, 3, 1, 2)), q
-
 
 register_family(FamilySpec(
     name="llamagen",

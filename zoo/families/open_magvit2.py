@@ -63,7 +63,7 @@ class OpenMagvit2(GridTokenizer):
         """Quantized latents ``[B, bits, h, w]`` -> raw images ``[B, 3, H, W]`` ([0, 1] scale, unclamped)."""
         return (self.decoder(quantized) + 1) / 2
 
-    # ---- the Tokenizer interface ----
+    # ---- training (GridTokenizer's forward, plus the latents the entropy loss needs) ----
     def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput, Tensor]:
         """Training pass: images in [0, 1] -> (raw reconstruction, LFQ output with the commitment loss, the
         pre-quantization latents ``[B, h, w, bits]`` for the entropy loss)."""

@@ -14,7 +14,7 @@ from torch import Tensor
 from ..api import GridTokenizer, TokenizerSpec
 from ..convert import vqgan as convert
 from ..nn.maskgit_vqgan import MaskGITConvConfig, MaskGITDecoder, MaskGITEncoder
-from ..quant import QuantizerOutput, VectorQuantizer
+from ..quant import VectorQuantizer
 from ..registry import FamilySpec, Metric, ModelEntry, register_family, register_model
 
 
@@ -60,11 +60,6 @@ class MaskGITVQGAN(GridTokenizer):
     def _decode_latents(self, quantized: Tensor) -> Tensor:
         """Code vectors ``[B, z, h, w]`` (quantized, or any soft mixture of codebook rows) -> raw images."""
         return self.decoder(quantized)
-
-    def forward(self, images: Tensor) -> tuple[Tensor, QuantizerOutput]:
-        """Training pass: images in [0, 1] -> (raw reconstruction, quantizer output with the VQ loss)."""
-        q = self.quantizer(self._encode_latents(images).permute(0, 2, 3, 1))
-        return self._decode_latents(q.quantized.permute(0, 3, 1, 2)), q
 
 
 register_family(FamilySpec(
