@@ -59,6 +59,60 @@ def test_convfsq_round_trip_save_load_and_layout(tmp_path, photos64):
     assert torch.equal(again.decode(codes), recon)
 
 
+COLOUR_MAP = {**TINY_CONFIG, "levels": (8, 8, 4), "colour_block": 16}  # 64 px: 4x4 squares -> 48 colour tokens
+
+
+def test_colour_map_sends_each_square_s_mean_and_the_decoder_lands_on_it(photos64):
+    """Codes are 48 colour tokens (8-bit means of the 16x16 squares, R's map then G's then B's), then the 8x8 grid;
+    the unclamped reconstruction's square means are those tokens' values, whatever the (random) decoder paints."""
+    torch.manual_seed(0)
+    tok = zoo.build("convfsq", **COLOUR_MAP).eval()
+    spec = tok.spec
+    assert spec.scales == (48, 64) and spec.max_tokens == 112 and spec.token_choices == (112,)
+    assert spec.codebook_sizes == (256,) and spec.grid == (8, 8)
+    codes = tok.encode(photos64)
+    assert codes.indices.shape == (2, 112, 1) and codes.scales == (48, 64) and int(codes.bits()[0]) == 112 * 8
+    means = torch.nn.functional.avg_pool2d(photos64, 16)  # [2, 3, 4, 4]
+    assert torch.equal(codes.indices[:, :48, 0], means.mul(255).round().long().flatten(1))
+    grid_only = zoo.build("convfsq", **{**COLOUR_MAP, "colour_block": 0}).eval()
+    grid_only.load_state_dict(tok.state_dict())
+    assert torch.equal(codes.indices[:, 48:], grid_only.encode(photos64).indices)  # the same grid tokens
+    raw = tok.decode(codes, clamp=False)
+    plain = grid_only.decode(grid_only.encode(photos64), clamp=False)
+    got = torch.nn.functional.avg_pool2d(raw, 16)
+    assert (got - codes.indices[:, :48, 0].reshape(2, 3, 4, 4) / 255).abs().max() < 1e-5
+    assert (raw.mean((2, 3)) - photos64.mean((2, 3))).abs().max() <= 0.5 / 255 + 1e-6
+    assert (plain.mean((2, 3)) - photos64.mean((2, 3))).abs().max() > 5 / 255  # untrained: way off without the map
+    # what the map adds to the grid's decoding is one value per square, upsampled bilinearly (smooth, no seams)
+    up = torch.nn.functional.interpolate(torch.eye(4)[:, None], scale_factor=16, mode="linear")[:, 0]  # [4, 64]
+    shift = raw - plain
+    values = torch.linalg.pinv(up.T) @ shift @ torch.linalg.pinv(up)  # [2, 3, 4, 4]
+    assert (up.T @ values @ up - shift).abs().max() < 1e-5 and shift.abs().max() > 5 / 255
+
+
+def test_colour_map_model_saves_trains_and_refuses_codes_without_the_map(tmp_path, photos64):
+    torch.manual_seed(0)
+    tok = zoo.build("convfsq", **COLOUR_MAP)
+    raw, q = tok(photos64[:, :, :32, :48])  # training crops: any size the squares tile
+    assert raw.shape == (2, 3, 32, 48) and q.indices.shape == (2, 4, 6)
+    raw.square().mean().backward()
+    assert tok.encoder.stem.weight.grad.abs().sum() > 0 and tok.decoder.head.weight.grad.abs().sum() > 0
+    tok.eval().save_pretrained(tmp_path / "m")
+    again = zoo.load(tmp_path / "m")
+    codes = again.encode(photos64)
+    assert torch.equal(codes.indices, tok.encode(photos64).indices)
+    assert torch.equal(again.decode(codes), tok.decode(codes))
+    with pytest.raises(ZooError, match="112"):
+        again.decode(zoo.Codes(codes.indices[:, 48:], fingerprint=codes.fingerprint, model=codes.model))
+
+
+@pytest.mark.parametrize("bad", [dict(colour_block=12), dict(colour_block=128), dict(colour_block=-8),
+                                 dict(levels=(5, 5, 4))])
+def test_colour_map_configs_are_checked(bad):
+    with pytest.raises(ConfigError):
+        zoo.build("convfsq", **{**COLOUR_MAP, **bad})
+
+
 @pytest.mark.parametrize("bad", [dict(widths=[8, 16], depths=[0, 1, 1]), dict(levels=[8, 1]),
                                  dict(image_size=60), dict(widths=[0, 16, 32])])
 def test_convfsq_bad_configs_are_refused(bad):

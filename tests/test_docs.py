@@ -61,8 +61,9 @@ MARKED: list[tuple[str, str]] = [
     (r"^ACCELERATE_USE_CPU=yes torchrun",
      "2 CPU processes for the full tiny run; tests/test_train.py runs torchrun with gloo on a short run"),
     (r"^apt-get install -y plasma-workspace-wallpapers", "installs Debian packages (root, network)"),
-    (r"^zoo train recipes/convfsq/default(_colour)?.yaml",
-     "retrains the embedded default model (about 100 CPU minutes in two stages; tests/test_convfsq.py trains a tiny one)"),
+    (r"^zoo train recipes/convfsq/default(_colour|_colour_map)?.yaml",
+     "retrains the embedded default model (about 130 CPU minutes in three stages; tests/test_convfsq.py trains a tiny "
+     "one)"),
     (r"^python -m zoo.train.default_model export", "overwrites the package's embedded weights with a run's model"),
     (r"^python -m zoo.train.default_model report", "slow (about a minute): recomputes the default model's report"),
     (r"^zoo (reconstruct photo.jpg|eval) -m (onedpiece-s-256|titok-l32) .*--compile",

@@ -120,7 +120,7 @@ def _layout_text(spec: Mapping[str, Any]) -> str:
     if spec["token_layout"] == "2d" and spec.get("grid"):
         return f"2-D grid {spec['grid'][0]}x{spec['grid'][1]} (row-major)"
     if spec["token_layout"] == "multiscale" and spec.get("scales"):
-        return f"multi-scale residual, tokens per scale {spec['scales']}"
+        return f"multi-scale (coarse to fine), tokens per scale {spec['scales']}"
     return "1-D sequence"
 
 

@@ -5,16 +5,23 @@ instead of strided convolutions, no normalisation layers) to a grid of D-channel
 Finite scalar quantization (Mentzer et al., 2023) rounds each channel to a few levels, so a token is one of
 ``prod(levels)`` codes, all usable by construction. The decoder mirrors the encoder with pixel shuffle. It is
 trained from scratch with a pixel loss only; there is no released checkpoint of this architecture to convert.
+
+With ``colour_block`` set, each ``colour_block``-pixel square's mean colour travels too, as 3 tokens of 8 bits
+before the grid (`zoo.nn.colour_map`), and the decoder's output is shifted to those means: the tokens then carry
+detail, and colours do not drift on photos unlike the training ones.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
-from ..api import GridTokenizer, TokenizerSpec
+from ..api import Codes, GridTokenizer, TokenizerSpec
 from ..errors import ConfigError
+from ..nn.colour_map import LEVELS as COLOUR_LEVELS
+from ..nn.colour_map import BlockColourMap
 from ..nn.shuffle_conv import ShuffleConvConfig, ShuffleConvDecoder, ShuffleConvEncoder
 from ..quant import FiniteScalarQuantizer
 from ..registry import FamilySpec, register_family
@@ -27,6 +34,7 @@ class ConvFSQConfig:
     depths: tuple[int, ...] = (0, 1, 2)
     decoder_depths: tuple[int, ...] = (1, 1, 3)
     levels: tuple[int, ...] = (8, 8, 4)
+    colour_block: int = 0  # side (pixels) of the squares whose 8-bit mean colours are sent as tokens; 0: none
 
     def __post_init__(self) -> None:
         n = len(self.widths)
@@ -40,6 +48,16 @@ class ConvFSQConfig:
         if self.image_size % (2 ** n):
             raise ConfigError(f"convfsq: image_size {self.image_size} is not a multiple of the downsampling "
                               f"factor {2 ** n}")
+        factor = 2 ** n
+        if self.colour_block < 0:
+            raise ConfigError(f"convfsq: colour_block must be >= 0 (0: no colour map), got {self.colour_block}")
+        if self.colour_block and (self.colour_block % factor or self.image_size % self.colour_block):
+            raise ConfigError(f"convfsq: colour_block {self.colour_block} must be a multiple of the downsampling "
+                              f"factor {factor} and divide image_size {self.image_size}")
+        if self.colour_block and math.prod(self.levels) != COLOUR_LEVELS:
+            raise ConfigError(f"convfsq: with a colour map the FSQ codebook must have {COLOUR_LEVELS} codes like the "
+                              f"colour tokens (one codebook size for all tokens); levels {list(self.levels)} give "
+                              f"{math.prod(self.levels)}")
 
     def conv(self) -> ShuffleConvConfig:
         return ShuffleConvConfig(tuple(self.widths), tuple(self.depths), tuple(self.decoder_depths),
@@ -57,22 +75,79 @@ class ConvFSQ(GridTokenizer):
         self.encoder = ShuffleConvEncoder(config.conv())
         self.quantizer = FiniteScalarQuantizer(config.levels)
         self.decoder = ShuffleConvDecoder(config.conv())
+        self.colour_map = BlockColourMap(config.colour_block) if config.colour_block else None
+
+    @property
+    def factor(self) -> int:
+        return self.config.conv().downsample_factor
 
     @property
     def spec(self) -> TokenizerSpec:
-        side = self.config.image_size // self.config.conv().downsample_factor
-        return TokenizerSpec(family=self.family, image_size=self.config.image_size, token_layout="2d",
-                             max_tokens=side * side, grid=(side, side),
-                             codebook_sizes=(math.prod(self.config.levels),), code_dim=len(self.config.levels))
+        side = self.config.image_size // self.factor
+        grid = side * side
+        if self.colour_map is None:
+            return TokenizerSpec(family=self.family, image_size=self.config.image_size, token_layout="2d",
+                                 max_tokens=grid, grid=(side, side),
+                                 codebook_sizes=(math.prod(self.config.levels),), code_dim=len(self.config.levels))
+        colour = 3 * (self.config.image_size // self.config.colour_block) ** 2
+        return TokenizerSpec(family=self.family, image_size=self.config.image_size, token_layout="multiscale",
+                             max_tokens=colour + grid, scales=(colour, grid), token_choices=(colour + grid,),
+                             grid=(side, side), codebook_sizes=(COLOUR_LEVELS,), code_dim=len(self.config.levels))
 
     # ---- the method ----
     def _encode_latents(self, images: Tensor) -> Tensor:
-        """Pre-quantization latents ``[B, D, h, w]`` of images in [0, 1]."""
-        return self.encoder(images)
+        """Pre-quantization latents ``[B, D, h, w]`` of images in [0, 1]; with a colour map ``[B, D + 3, h, w]``,
+        the last 3 channels each latent's square's mean colour (unrounded)."""
+        latents = self.encoder(images)
+        if self.colour_map is None:
+            return latents
+        return torch.cat([latents, self.colour_map.spread(self.colour_map.means(images), self.factor)], 1)
 
     def _decode_latents(self, quantized: Tensor) -> Tensor:
-        """Quantized latents ``[B, D, h, w]`` (values in [-1, 1]) -> raw images ``[B, 3, H, W]``."""
-        return self.decoder(quantized)
+        """Quantized latents ``[B, D, h, w]`` (values in [-1, 1]; with a colour map 3 more channels of mean
+        colours) -> raw images ``[B, 3, H, W]``."""
+        if self.colour_map is None:
+            return self.decoder(quantized)
+        detail, colour = quantized.split([quantized.shape[1] - 3, 3], 1)
+        return self.colour_map.correct(self.decoder(detail), self.colour_map.gather(colour, self.factor))
+
+    # ---- with a colour map the codes are the colour tokens, then the grid ----
+    def _quantize(self, latents: Tensor) -> tuple[Codes, Tensor]:
+        if self.colour_map is None:
+            return super()._quantize(latents)
+        detail, colour = latents.split([latents.shape[1] - 3, 3], 1)
+        q = self.quantizer(detail.permute(0, 2, 3, 1))
+        means = self.colour_map.round(self.colour_map.gather(colour, self.factor))
+        quantized = torch.cat([q.quantized.permute(0, 3, 1, 2), self.colour_map.spread(means, self.factor)], 1)
+        return self._colour_codes(means, q.indices), quantized
+
+    def _colour_codes(self, means: Tensor, grid_indices: Tensor) -> Codes:
+        indices = torch.cat([self.colour_map.indices(means), grid_indices.flatten(1)], 1)
+        return Codes(indices[..., None], scales=self.spec.scales)
+
+    def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
+        if self.colour_map is None:
+            return super()._encode(images, num_tokens)
+        return self._quantize(self._encode_latents(images))[0]
+
+    def _decode(self, codes: Codes) -> Tensor:
+        if self.colour_map is None:
+            return super()._decode(codes)
+        n_colour = self.spec.scales[0]
+        h, w = self.spec.grid
+        side = self.config.image_size // self.config.colour_block
+        means = self.colour_map.lookup(codes.indices[:, :n_colour, 0], (side, side)).to(self.dtype)
+        detail = self.quantizer.lookup(codes.indices[:, n_colour:, 0]).to(self.dtype)
+        detail = detail.reshape(-1, h, w, detail.shape[-1]).permute(0, 3, 1, 2)
+        return self._decode_latents(torch.cat([detail, self.colour_map.spread(means, self.factor)], 1))
+
+    def forward(self, images: Tensor) -> tuple[Tensor, object]:
+        """Training pass: images in [0, 1] (any size the squares tile) -> (raw reconstruction, FSQ output)."""
+        if self.colour_map is None:
+            return super().forward(images)
+        q = self.quantizer(self.encoder(images).permute(0, 2, 3, 1))
+        means = self.colour_map.round(self.colour_map.means(images))
+        return self.colour_map.correct(self.decoder(q.quantized.permute(0, 3, 1, 2)), means), q
 
 
 def _no_official(*args, **kwargs):

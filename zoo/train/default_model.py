@@ -146,7 +146,8 @@ def compare_with_codecs(tok: Any, names: Sequence[str] | None = None,
     nbytes = float(codes.bits().mean()) / 8
     p_tok, s_tok = psnr_ssim(recon, images)
     shift = colour_shift(recon, images)
-    usage = codebook_usage(codes.indices, tok.spec.codebook_sizes)[0]
+    grid = tok.spec.grid[0] * tok.spec.grid[1]  # usage of the grid's codes (a colour map's tokens come first)
+    usage = codebook_usage(codes.indices[:, -grid:], tok.spec.codebook_sizes)[0]
     rows = []
     for i, name in enumerate(names):
         row: dict[str, Any] = {"image": _short(name), "bytes": nbytes, "psnr": p_tok[i], "ssim": s_tok[i],
@@ -318,15 +319,20 @@ def export(model_dir: str | os.PathLike, target: str | os.PathLike | None = None
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     save_pretrained(tok, staging, storage_dtype="float16")  # 14 MB instead of 29 MB; computed in float32
+    tok = load_folder(staging)  # measure what ships: the float16-rounded weights
+    tok.name = "default"
     held = compare_with_codecs(tok)
     n_params = sum(p.numel() for p in tok.parameters())
     spec = tok.spec
+    colour = (f" + {spec.scales[0]} colour tokens (8-bit mean colours of "
+              f"{tok.config.colour_block}x{tok.config.colour_block} squares)" if getattr(tok.config, "colour_block", 0)
+              else "")
     report = {
         "description": (f"zoo default: {tok.family} f{spec.image_size // spec.grid[0]} conv autoencoder with FSQ "
                         f"levels {'x'.join(map(str, tok.config.levels))}, {n_params / 1e6:.2f}M parameters, "
-                        f"{spec.grid[0]}x{spec.grid[1]} tokens from {spec.codebook_sizes[0]} codes "
+                        f"{spec.grid[0]}x{spec.grid[1]} tokens from {spec.codebook_sizes[0]} codes{colour} "
                         f"({spec.max_tokens * spec.bits_per_token // 8} bytes/image), trained on CPU on offline "
-                        f"photos ({training['recipe']})"),
+                        f"photos ({', then '.join(training['recipes'])})"),
         "parameters": n_params, "training": training, "heldout": held,
     }
     (staging / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -339,8 +345,12 @@ def export(model_dir: str | os.PathLike, target: str | os.PathLike | None = None
     return report
 
 
+RECIPES = ("recipes/convfsq/default.yaml", "recipes/convfsq/default_colour.yaml",
+           "recipes/convfsq/default_colour_map.yaml")  # the stages that make the shipped weights, in order
+
+
 def _training_summary(run_dir: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"recipe": "recipes/convfsq/default.yaml"}
+    out: dict[str, Any] = {"recipe": RECIPES[-1], "recipes": list(RECIPES)}
     recipe = run_dir / "recipe.yaml"
     if recipe.is_file():
         from .recipe import yaml_load
