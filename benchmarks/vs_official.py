@@ -3,6 +3,8 @@
     python benchmarks/vs_official.py --family onedpiece --official ~/src/One-D-Piece
     python benchmarks/vs_official.py --family titok --official ~/src/1d-tokenizer --model titok-s128
     python benchmarks/vs_official.py --family maskgit-vqgan --official ~/src/1d-tokenizer --batch-sizes 1,8
+    python benchmarks/vs_official.py --family imagefolder --official ~/src/ImageFolder
+    python benchmarks/vs_official.py --family alit --official ~/src/adaptive-length-tokenizer
 
 The official repository is a checkout YOU fetched (it is never shipped with the zoo, and this script copies
 nothing from it): the script puts it on ``sys.path``, builds the official model of a released config with its
@@ -16,14 +18,25 @@ batch runs, minus the memory of the built model).
 
 The official repositories need what their requirements name (omegaconf for TiTok / One-D-Piece; install it in
 a scratch environment, e.g. ``python -m venv --system-site-packages /tmp/venv && /tmp/venv/bin/pip install
-omegaconf``; UniTok: typed-argument-parser, pytz, timm). Families: titok and maskgit-vqgan (bytedance/1d-tokenizer),
-onedpiece (turingmotors/One-D-Piece), unitok (FoundationVision/UniTok). Not (yet) here: ImageFolder (its official
-build needs edits: timm sizes, stubs for peft/webdataset, a process group) and ALIT (its official code calls
-``.to(x.get_device())``, which fails on a CPU).
+omegaconf``; UniTok: typed-argument-parser, pytz, timm; ImageFolder: timm==1.0.9, ruamel.yaml, einops; ALIT:
+omegaconf, einops). Families: titok and maskgit-vqgan (bytedance/1d-tokenizer), onedpiece (turingmotors/One-D-Piece),
+unitok (FoundationVision/UniTok), imagefolder (lxa9867/ImageFolder, model imagefolder-4096/-8192/-16384) and alit
+(ShivamDuggal4/adaptive-length-tokenizer, model alit-small or another registered alit-* name).
+
+Two official builds need help to run on one CPU process; the checkout is never edited, the builders below do it at
+run time: ImageFolder gets stand-in modules for `peft` / `webdataset` when they are not installed (imported, unused
+on this path), timm's ``create_model`` forced to ``pretrained=False`` while it builds, and a one-process gloo group
+(its constructor asks for the rank). ALIT gets a stand-in `pytorch_lightning` (its VQGAN only subclasses
+``LightningModule``), is built from inside the checkout (it reads its YAML files by relative path), and runs under a
+scoped patch of ``Tensor.get_device`` (its ``.to(x.get_device())`` means -1 on a CPU, which ``.to`` refuses), active
+only during the official calls. ALIT's halting draws come from the global RNG in the release; the official side is
+seeded with the zoo's default halting seed (0) before each encode, which makes the two draw the same masks.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import resource
@@ -32,11 +45,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import types
+import warnings
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 import zoo
@@ -121,12 +137,191 @@ def _unitok(official: Path, name: str, family: str) -> Official:
     return Official(model, encode, decode, config, {}, int(args.img_size))
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Run-time shims: what an official build needs beyond its checkout, applied here so the checkout stays unedited
+# ---------------------------------------------------------------------------------------------------------------
+def stub_missing_modules(stubs: dict[str, dict[str, Any]]) -> None:
+    """Empty stand-in modules (with the given attributes) for packages that are not installed.
+
+    The official files import them at module level but never use them on the inference path built here (training
+    data pipelines, LoRA tuning, the Lightning base class); an installed package is left alone and used.
+    """
+    for name, attrs in stubs.items():
+        if name in sys.modules or importlib.util.find_spec(name) is not None:
+            continue
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        sys.modules[name] = module
+
+
+@contextlib.contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    """Run with `path` as the working directory (official code that opens its configs by relative path)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+@contextlib.contextmanager
+def one_process_group() -> Iterator[None]:
+    """A one-process gloo group while an official constructor asks for its rank and world size (its training
+    launcher normally provides one); torn down afterwards unless one existed before."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="vs_official_pg_") as tmp:
+        dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=0, world_size=1)
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def no_pretrained_download(*modules: Any) -> Iterator[None]:
+    """`create_model` of each module (timm's, as the official file imported it) forced to ``pretrained=False``:
+    the benchmark compares random weights, so nothing is downloaded."""
+    from unittest import mock
+
+    with contextlib.ExitStack() as stack:
+        for module in modules:
+            create = module.create_model
+            stack.enter_context(mock.patch.object(
+                module, "create_model", lambda *a, _create=create, **kw: _create(*a, **{**kw, "pretrained": False})))
+        yield
+
+
+_GET_DEVICE = torch.Tensor.get_device
+
+
+def _get_device_cpu_as_device(self: Tensor) -> Any:
+    return self.device if self.device.type == "cpu" else _GET_DEVICE(self)
+
+
+@contextlib.contextmanager
+def cpu_get_device() -> Iterator[None]:
+    """``Tensor.get_device()`` answering ``device('cpu')`` for CPU tensors while official code runs.
+
+    ALIT moves tensors with ``.to(x.get_device())``; on a CPU ``get_device()`` is -1, which ``.to`` refuses (the
+    release only ran on GPUs). Scoped to the official calls, so the zoo side never runs under it.
+    """
+    own = torch.Tensor.__dict__.get("get_device")  # None: inherited from the C base class (the usual case)
+    torch.Tensor.get_device = _get_device_cpu_as_device
+    try:
+        yield
+    finally:
+        if own is None:
+            del torch.Tensor.get_device
+        else:
+            torch.Tensor.get_device = own
+
+
+def _imagefolder(official: Path, name: str, family: str) -> Official:
+    import ruamel.yaml
+
+    # dino_enc/dinov2.py imports peft (LoRA tuning, unused with the released tuning_method="full") and
+    # datasets/build.py imports webdataset (training shards); neither runs on this path
+    stub_missing_modules({"peft": {}, "webdataset": {}})
+    with warnings.catch_warnings():  # the release re-registers timm's ViT names with its own ViT class, as intended
+        warnings.filterwarnings("ignore", message="Overwriting .* in registry")
+        from tokenizer.tokenizer_image import xqgan_model
+        from tokenizer.tokenizer_image.dino_enc import dinov2
+
+    yaml = official / "configs" / f"MSVR10P2-{name.rsplit('-', 1)[1]}.yaml"
+    with open(yaml, encoding="utf-8") as fh:
+        cfg = ruamel.yaml.YAML().load(fh)  # the training script's reader
+    known = {f.name for f in fields(xqgan_model.ModelArgs)}
+    # xqgan_train.py main() passes its argparse values; the released YAMLs leave detail_guide unset, and its argparse
+    # default "none" (not ModelArgs' "clip") is what the releases were built with: no CLIP teacher in their files
+    kwargs = {"detail_guide": "none", **{k: v for k, v in cfg.items() if k in known}}
+    with one_process_group(), no_pretrained_download(xqgan_model, dinov2):
+        model = xqgan_model.VQ_models[cfg.get("vq_model", "VQ-16")](**kwargs).eval()
+    side = int(model.v_patch_nums[-1])
+
+    def encode(x: Tensor) -> Tensor:  # VAR's img_to_idxBl, per branch: indices [B, 286] -> ours [B, 286, G]
+        f = model.encode(x * 2 - 1)  # [B, C, G·s², 1]
+        parts = [p.reshape(x.shape[0], -1, side, side) for p in f.chunk(model.product_quant, dim=2)]
+        return torch.stack([torch.cat(q.f_to_idxBl_or_fhat(p, to_fhat=False, v_patch_nums=model.v_patch_nums), 1)
+                            for q, p in zip(model.quantizes, parts)], dim=-1)
+
+    def decode(idx: Tensor) -> Tensor:  # VAR's idxBl_to_img per branch (embed_to_fhat), then the raw decoder
+        B, f_hats = idx.shape[0], []
+        for g, q in enumerate(model.quantizes):
+            maps, start = [], 0
+            for pn in model.v_patch_nums:
+                maps.append(q.embedding(idx[:, start:start + pn * pn, g]).transpose(1, 2).reshape(B, q.Cvae, pn, pn))
+                start += pn * pn
+            f_hats.append(q.embed_to_fhat(maps, all_to_max_scale=True, last_one=True))
+        return (model.decode(torch.cat(f_hats, dim=1)) + 1) / 2
+
+    return Official(model, encode, decode, str(yaml), {}, int(cfg["image_size"]))
+
+
+def _alit(official: Path, name: str, family: str) -> Official:
+    # base_tokenizers/taming/models/vqgan.py subclasses pytorch_lightning.LightningModule and uses nothing of it;
+    # the package `taming` is imported top-level from base_tokenizers/ (the release appends that relative path)
+    stub_missing_modules({"pytorch_lightning": {"LightningModule": nn.Module}})
+    sys.path.insert(0, str(official / "base_tokenizers"))
+    size = "alit_" + name.split("-")[1]  # alit-small(-in100) -> alit_small, alit-base-in100 -> alit_base, ...
+    with working_directory(official):  # the release reads its YAML files by relative path, at import and build
+        import adaptive_tokenizers
+        from omegaconf import OmegaConf
+
+        # as evaluate_rfid.py builds it, but with no base checkpoint read (random init), and in the first training
+        # stage so that the eight LPIPS + PatchGAN losses of "full_finetuning" (pretrained VGG downloads, training
+        # only, not converted) are not built; then the released (stage-2) decoding from the soft code is switched on
+        model = getattr(adaptive_tokenizers, size)(
+            base_tokenizer_args={"id": "vqgan", "pretrained_ckpt_path": None, "is_requires_grad": False},
+            quantize_latent=True, train_stage="latent_distillation_pretrain").eval()
+        yaml = OmegaConf.to_container(OmegaConf.load("adaptive_tokenizers/configs/adaptive_vqgan.yaml"))
+    model.train_stage = "full_finetuning"
+    config = {**yaml, "model": size, "base_tokenizer": "vqgan", "quantize_latent": True,
+              "input_size": yaml["img_size"]}
+    last: dict[str, Tensor] = {}  # the forward returns no indices: keep those of the last quantizer call
+
+    def keep_indices(module: nn.Module, args: Any, out: Any) -> None:
+        last["indices"] = out[1]["min_encoding_indices"]
+
+    model.quantize.register_forward_hook(keep_indices)
+    from zoo.families.alit import ALITConfig
+
+    seed = ALITConfig.seed  # the zoo's default encode draws the halting masks from a CPU generator with this seed
+
+    def encode(x: Tensor) -> Tensor:  # all rollouts (the release's eval forward), the last one's tokens
+        torch.manual_seed(seed)  # the release draws the halting masks from the global RNG
+        with cpu_get_device():
+            model(x)
+        return last["indices"][..., None]
+
+    def decode(idx: Tensor) -> Tensor:  # the release's per-rollout decode (forward), from the stored indices
+        q = model.quantize
+        z_q = q.get_codebook_entry(idx[..., 0].reshape(-1)).view(idx.shape[0], idx.shape[1], -1)
+        if q.use_l2_norm:
+            z_q = F.normalize(z_q, dim=-1)
+        grid = model.decoder_positional_embedding.shape[0] - 1
+        with cpu_get_device():  # preprocess_decoder reads only the batch, length and dtype of the image tokens
+            masked = model.preprocess_decoder(z_q.new_empty(idx.shape[0], grid, 1))
+            logits = model.decoder(z_q, masked)
+            code = torch.einsum("nlc,cd->nld", logits.softmax(dim=-1),
+                                model.base_tokenizer.vqgan.quantize.embedding.weight.data)
+            return model.reconstruct_images(logits, code)
+
+    return Official(model, encode, decode, config, {}, int(yaml["img_size"]))
+
+
 BUILDERS: dict[str, tuple[Callable[[Path, str, str], Official], str, str]] = {
     # family: (builder, zoo family, default model)
     "titok": (_titok, "titok", "titok-s128"),
     "onedpiece": (_titok, "onedpiece", "onedpiece-s-256"),
     "maskgit-vqgan": (_maskgit_vqgan, "vqgan", "maskgit-vqgan"),
     "unitok": (_unitok, "unitok", "unitok"),
+    "imagefolder": (_imagefolder, "imagefolder", "imagefolder-4096"),
+    "alit": (_alit, "alit", "alit-small"),
 }
 CLAMPED_OFFICIAL = {"maskgit-vqgan", "unitok"}  # official decodes clamp to [0, 1]
 
