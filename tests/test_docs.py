@@ -72,6 +72,8 @@ MARKED: list[tuple[str, str]] = [
     (r"^git clone https://github.com/turingmotors/One-D-Piece", "needs network: fetches the official repository"),
     (r"benchmarks/vs_official.py", "needs a checkout of the official repository (fetched by hand) and its "
                                    "dependencies; builds two released-size models"),
+    (r"benchmarks/vs_official_generate.py", "needs a checkout of the official repository (fetched by hand) and its "
+                                            "dependencies; samples with two released-size generators"),
 ]
 
 # Tiny settings appended to expensive commands (regex on the command as written -> extra arguments).

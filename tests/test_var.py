@@ -109,3 +109,15 @@ def test_bad_official_files(official):
         convert.extract({"trainer": {"vae_local": {}}})
     state, args = convert.extract({"trainer": {"var_wo_ddp": sd, "vae_local": {}}, "args": dict(TINY_SCALES)})
     assert args == TINY_SCALES and state.keys() == sd.keys()
+
+
+def test_precomputed_modulation_gives_the_same_outputs(model):
+    """Sampling computes each block's AdaLN modulation once (the class condition is fixed): the blocks and the head
+    must give bit-identical outputs with the precomputed modulation and with the condition itself."""
+    g = torch.Generator().manual_seed(3)
+    cond = model.class_embed(torch.tensor([1, 5]))
+    x = torch.randn(2, 4, model.width, generator=g)
+    with torch.no_grad():
+        for block in model.blocks:
+            assert torch.equal(block(x, cond), block(x, block.modulation(cond)))
+        assert torch.equal(model.logits(x, cond), model.logits(x, model.head_norm.modulation(cond)))

@@ -72,8 +72,14 @@ class AdaLNBlock(nn.Module):
         self.mlp.fc2 = nn.Linear(hidden, dim)
         self.ada_ln = nn.Linear(cond_dim, 6 * dim)
 
-    def forward(self, x: Tensor, cond: Tensor, attn_mask: Tensor | None = None, cache: dict | None = None) -> Tensor:
-        g1, g2, s1, s2, b1, b2 = self.ada_ln(F.silu(cond)).view(-1, 1, 6, self.dim).unbind(2)
+    def modulation(self, cond: Tensor) -> tuple[Tensor, ...]:
+        """``cond [B, D]`` -> (gamma1, gamma2, scale1, scale2, shift1, shift2), each ``[B, 1, C]``."""
+        return self.ada_ln(F.silu(cond)).view(-1, 1, 6, self.dim).unbind(2)
+
+    def forward(self, x: Tensor, cond: Tensor | tuple[Tensor, ...], attn_mask: Tensor | None = None,
+                cache: dict | None = None) -> Tensor:
+        """cond: the condition ``[B, D]``, or its `modulation` computed once (sampling reuses it at every scale)."""
+        g1, g2, s1, s2, b1, b2 = self.modulation(cond) if isinstance(cond, Tensor) else cond
         x = x + self.attn(self.norm(x).mul(s1.add(1)).add(b1), attn_mask, cache).mul(g1)
         return x + self.mlp(self.norm(x).mul(s2.add(1)).add(b2)).mul(g2)
 
@@ -87,8 +93,11 @@ class AdaLNHead(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=eps, elementwise_affine=False)
         self.ada_ln = nn.Linear(cond_dim, 2 * dim)
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        scale, shift = self.ada_ln(F.silu(cond)).view(-1, 1, 2, self.dim).unbind(2)
+    def modulation(self, cond: Tensor) -> tuple[Tensor, ...]:
+        return self.ada_ln(F.silu(cond)).view(-1, 1, 2, self.dim).unbind(2)
+
+    def forward(self, x: Tensor, cond: Tensor | tuple[Tensor, ...]) -> Tensor:
+        scale, shift = self.modulation(cond) if isinstance(cond, Tensor) else cond
         return self.norm(x).mul(scale.add(1)).add(shift)
 
 
@@ -122,7 +131,7 @@ class NextScaleTransformer(nn.Module):
         mask = torch.where(levels[:, None] >= levels[None, :], 0.0, -torch.inf)
         self.register_buffer("block_causal_mask", mask.reshape(1, 1, self.L, self.L), persistent=False)
 
-    def logits(self, x: Tensor, cond: Tensor) -> Tensor:
+    def logits(self, x: Tensor, cond: Tensor | tuple[Tensor, ...]) -> Tensor:
         return self.head(self.head_norm(x.float(), cond)).float()
 
     def forward(self, labels: Tensor, inputs: Tensor) -> Tensor:
@@ -155,14 +164,17 @@ class NextScaleTransformer(nn.Module):
         level_pos = self.level_embed(self.levels) + self.pos_embed  # [1, L, C]
         x = (cond.unsqueeze(1).expand(2 * B, self.first_l, -1) + self.start_pos.expand(2 * B, -1, -1)
              + level_pos[:, : self.first_l])
+        # the class condition is the same at every scale: each block's AdaLN modulation is computed once
+        mods = [block.modulation(cond) for block in self.blocks]
+        head_mod = self.head_norm.modulation(cond)
         caches: list[dict] = [{} for _ in self.blocks]
         out: list[list[Tensor]] = [[] for _ in range(groups)]
         start, n = 0, len(self.scales)
         for si, p in enumerate(self.scales):
             h = x
-            for block, cache in zip(self.blocks, caches):
-                h = block(h, cond, None, cache)
-            logits = self.logits(h, cond)
+            for block, mod, cache in zip(self.blocks, mods, caches):
+                h = block(h, mod, None, cache)
+            logits = self.logits(h, head_mod)
             t = guidance * si / (n - 1) if n > 1 else 0.0
             logits = (1 + t) * logits[:B] - t * logits[B:]
             picked = [sample_top_k_top_p(part, top_k, top_p, generator) for part in logits.chunk(groups, dim=-1)]
