@@ -119,11 +119,8 @@ class ConvFSQ(GridTokenizer):
         q = self.quantizer(detail.permute(0, 2, 3, 1))
         means = self.colour_map.round(self.colour_map.gather(colour, self.factor))
         quantized = torch.cat([q.quantized.permute(0, 3, 1, 2), self.colour_map.spread(means, self.factor)], 1)
-        return self._colour_codes(means, q.indices), quantized
-
-    def _colour_codes(self, means: Tensor, grid_indices: Tensor) -> Codes:
-        indices = torch.cat([self.colour_map.indices(means), grid_indices.flatten(1)], 1)
-        return Codes(indices[..., None], scales=self.spec.scales)
+        indices = torch.cat([self.colour_map.indices(means), q.indices.flatten(1)], 1)
+        return Codes(indices[..., None], scales=self.spec.scales), quantized
 
     def _encode(self, images: Tensor, num_tokens: int | None) -> Codes:
         if self.colour_map is None:

@@ -13,6 +13,8 @@ squares is ``M S Mᵀ`` per channel for a small tridiagonal ``M`` (diagonally do
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -55,16 +57,9 @@ class BlockColourMap(nn.Module):
     def correct(self, images: Tensor, means: Tensor) -> Tensor:
         """Shift raw images ``[B, 3, H, W]`` so that their block means become ``means`` ``[B, 3, h, w]``."""
         wanted = means.to(images.dtype) - F.avg_pool2d(images, self.block)  # [B, 3, h, w]
-        rows, cols = (self._unmix(n, images) for n in wanted.shape[-2:])
+        rows, cols = (_unmix(n, self.block).to(images) for n in wanted.shape[-2:])
         shift = rows @ wanted @ cols.T
         return images + F.interpolate(shift, scale_factor=self.block, mode="bilinear", align_corners=False)
-
-    def _unmix(self, n: int, like: Tensor) -> Tensor:
-        """``M⁻¹`` for n squares along one side: ``M[i, j]`` is the mean over square i of square j's value after
-        bilinear upsampling (computed, not written out, so it is exactly what `F.interpolate` does)."""
-        eye = torch.eye(n, dtype=torch.float64, device=like.device)[:, None, :]
-        up = F.interpolate(eye, scale_factor=self.block, mode="linear", align_corners=False)
-        return torch.linalg.inv(F.avg_pool1d(up, self.block)[:, 0, :].T).to(like.dtype)
 
     def spread(self, means: Tensor, factor: int) -> Tensor:
         """Means ``[B, 3, h, w]`` repeated over the ``(block/factor)²`` latent positions of each square (the
@@ -78,3 +73,12 @@ class BlockColourMap(nn.Module):
     def extra_repr(self) -> str:
         return f"block={self.block}, levels={LEVELS}"
 
+
+@lru_cache(maxsize=None)
+def _unmix(n: int, block: int) -> Tensor:
+    """``M⁻¹`` (float64, CPU) for n squares of `block` pixels along one side: ``M[i, j]`` is the mean over square i
+    of square j's value after bilinear upsampling (computed, not written out, so it is exactly what
+    `F.interpolate` does). Cached: it depends on the sizes only."""
+    eye = torch.eye(n, dtype=torch.float64)[:, None, :]
+    up = F.interpolate(eye, scale_factor=block, mode="linear", align_corners=False)
+    return torch.linalg.inv(F.avg_pool1d(up, block)[:, 0, :].T)

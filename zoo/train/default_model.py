@@ -350,7 +350,7 @@ RECIPES = ("recipes/convfsq/default.yaml", "recipes/convfsq/default_colour.yaml"
 
 
 def _training_summary(run_dir: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"recipe": RECIPES[-1], "recipes": list(RECIPES)}
+    out: dict[str, Any] = {"recipes": list(RECIPES)}
     recipe = run_dir / "recipe.yaml"
     if recipe.is_file():
         from .recipe import yaml_load

@@ -39,6 +39,13 @@ def _metrics(report: dict) -> tuple[Metric, ...]:
     return tuple(out)
 
 
+def _recipe(report: dict) -> str:
+    """How the shipped weights were made, for `zoo info` and the model card (the report names the stages)."""
+    stages = report.get("training", {}).get("recipes") or ["recipes/convfsq/default.yaml"]
+    return (" && ".join(f"zoo train {r}" for r in stages) + ", then python -m zoo.train.default_model export "
+            "<the last run>/model (seeded stages on 2 CPU threads; docs/train.md#the-embedded-default-model)")
+
+
 def register_default() -> ModelEntry | None:
     """Register `default` when its weights are in the package (they are, in a normal install)."""
     config_path = DEFAULT_DIR / "config.json"
@@ -57,7 +64,7 @@ def register_default() -> ModelEntry | None:
         license="apache-2.0",
         code="recipes/convfsq/default.yaml",
         tags=("embedded", "offline", meta["family"]),
-        extra={"package_dir": str(DEFAULT_DIR), "report": report},
+        extra={"package_dir": str(DEFAULT_DIR), "report": report, "recipe": _recipe(report)},
     ))
 
 
