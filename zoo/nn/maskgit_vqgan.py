@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .upsample_conv import UpsampleConv2d
+
 
 @dataclass
 class MaskGITConvConfig:
@@ -65,7 +67,7 @@ class _Level(nn.Module):
             for j in range(cfg.num_res_blocks)
         )
         if upsample:
-            self.upsample_conv = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+            self.upsample_conv = UpsampleConv2d(out_ch, out_ch)  # nearest x2, then conv 3x3
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.block:
@@ -126,5 +128,5 @@ class MaskGITDecoder(nn.Module):
         for level in reversed(self.up):
             h = level(h)
             if hasattr(level, "upsample_conv"):
-                h = level.upsample_conv(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+                h = level.upsample_conv(h)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -13,6 +13,8 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .upsample_conv import UpsampleConv2d
+
 from .vit import Block
 
 EPS = 1e-6
@@ -143,10 +145,10 @@ class Upsample2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv = UpsampleConv2d(in_channels, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return self.conv(x)
 
 
 class InvMbConvBlock(nn.Module):
