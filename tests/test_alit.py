@@ -109,6 +109,28 @@ def test_masking_rng(tiny):
     assert torch.equal(tok.encode(x, num_tokens=32, deterministic=False).indices[..., 0], io["indices_7"])
 
 
+def test_encode_skips_the_last_rollouts_decoder(tiny):
+    """The last rollout's decoder pass only feeds a halting draw nobody reads: a deterministic encode skips it (same
+    tokens: the official ones, test above), the global-RNG encode keeps it so the RNG advances as in the release."""
+    tok, io = tiny
+    calls = []
+    hook = tok.decoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        tok.encode(io["images"], num_tokens=12)
+        assert len(calls) == 2
+        calls.clear()
+        torch.manual_seed(0)
+        tok.encode(io["images"], num_tokens=12, deterministic=False)
+        assert len(calls) == 3
+        calls.clear()
+        tok.encode_latents(io["images"])
+        assert len(calls) == 7
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="private generator"):
+        next(tok.rollouts(io["images"], last_logits=False))
+
+
 def test_mixed_lengths_decode_like_alone(tiny):
     tok, io = tiny
     c8, c32 = tok.encode(io["images"], num_tokens=8), tok.encode(io["images"], num_tokens=32)

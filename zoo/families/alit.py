@@ -94,13 +94,14 @@ class Rollout:
     index: r (0-based); latents: raw encoder outputs ``[B, n, W]`` with n = tokens_per_rollout·(r+1) (what the
     release's `encode` returns as the embedding); quantizer: the l2 VQ output on the 12-d vectors (indices
     ``[B, n]``); logits: base-VQGAN code logits ``[B, g², K_base]``; drop: the halting mask ``[B, g²]`` (1 =
-    image token replaced by the mask token before the next rollout).
+    image token replaced by the mask token before the next rollout). Both None for a last rollout run with
+    ``last_logits=False``.
     """
 
     index: int
     latents: Tensor
     quantizer: QuantizerOutput
-    logits: Tensor
+    logits: Tensor | None
     drop: Tensor | None
 
 
@@ -217,22 +218,29 @@ class ALIT(Tokenizer):
         return F.normalize(tokens, dim=-1), gt
 
     # ---- 2.-5. the rollouts ----
-    def rollouts(self, images: Tensor, last: int | None = None, generator: torch.Generator | None = None
-                 ) -> Iterator[Rollout]:
+    def rollouts(self, images: Tensor, last: int | None = None, generator: torch.Generator | None = None,
+                 last_logits: bool = True) -> Iterator[Rollout]:
         """Run rollouts 0..`last` (default: all) and yield each one's `Rollout`.
 
         generator: a CPU generator for the halting draws (deterministic); None draws from the global RNG of the
-        images' device, as the release does.
+        images' device, as the release does. last_logits=False: the last rollout's `logits` and `drop` are None.
+        Its decoder pass only feeds a halting draw that no later rollout reads, so skipping it changes no token;
+        that is only allowed with a private `generator` (on the global RNG the release's extra draw is kept).
         """
         cfg = self.config
         last = cfg.max_rollouts - 1 if last is None else last
         tokens, gt = self.image_tokens(images)
         x = self.encoder.start(tokens)
         start = 1 + tokens.shape[1]
+        if not last_logits and generator is None:
+            raise ValueError("last_logits=False needs a private generator: on the global RNG the last draw is kept")
         for r in range(last + 1):
             x = self.encoder.transformer(x)
             latents = x[:, start:]
             q = self.quantizer(self.to_code(self.encoder.ln_post(latents)))
+            if r == last and not last_logits:
+                yield Rollout(r, latents, q, None, None)
+                return
             logits = self.decoder(q.quantized.to(latents.dtype))
             drop = None
             if cfg.dynamic_halting:
@@ -276,7 +284,8 @@ class ALIT(Tokenizer):
         if threshold is not None:
             raise InputError("threshold= goes with num_tokens='auto'")
         k = cfg.max_tokens if num_tokens is None else int(num_tokens)
-        for step in self.rollouts(images, last=k // cfg.tokens_per_rollout - 1, generator=gen):
+        for step in self.rollouts(images, last=k // cfg.tokens_per_rollout - 1, generator=gen,
+                                  last_logits=gen is None):
             pass
         indices = step.quantizer.indices
         lengths = (None if k == cfg.max_tokens else
@@ -315,7 +324,7 @@ class ALIT(Tokenizer):
 
         The halting draws use the same seeded CPU generator as `encode` (``deterministic=True``), so the tokens
         `quantize` gives are `encode`'s."""
-        for step in self.rollouts(images, generator=self._generator(True, None)):
+        for step in self.rollouts(images, generator=self._generator(True, None), last_logits=False):
             pass
         return self.to_code(self.encoder.ln_post(step.latents))
 
