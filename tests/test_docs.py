@@ -72,6 +72,8 @@ MARKED: list[tuple[str, str]] = [
     (r"^git clone https://github.com/turingmotors/One-D-Piece", "needs network: fetches the official repository"),
     (r"benchmarks/vs_official.py", "needs a checkout of the official repository (fetched by hand) and its "
                                    "dependencies; builds two released-size models"),
+    (r"^python benchmarks/upsample_conv.py", "a benchmark of the source checkout: times released-size decoders "
+                                            "(minutes); tests/test_upsample_conv.py checks the layer itself"),
     (r"benchmarks/vs_official_generate.py", "needs a checkout of the official repository (fetched by hand) and its "
                                             "dependencies; samples with two released-size generators"),
 ]

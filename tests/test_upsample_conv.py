@@ -65,3 +65,21 @@ def test_kept_kernels_follow_the_weight():
         out = conv(x.double())
         assert out.dtype == torch.float64
         assert (out - two_step(x.double(), conv.weight, conv.bias)).abs().max() < 1e-12
+
+
+def test_inductor_compiles_it_without_a_graph_break():
+    """Compiled (inductor, the kernels built inside the graph), channels-last: the two-step result within 1e-5."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    conv = UpsampleConv2d(8, 6).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 6, 5).contiguous(memory_format=torch.channels_last)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(conv)
+    with torch.no_grad():
+        out = compiled(x)
+        assert (out - two_step(x, conv.weight, conv.bias)).abs().max() < 1e-5
+        conv.weight.mul_(-1)  # built in the graph from the weight: an update is seen at once
+        assert (compiled(x) + out - 2 * conv.bias[:, None, None]).abs().max() < 1e-5
+    assert dict(counters["graph_break"]) == {}
