@@ -235,12 +235,14 @@ class ALIT(Tokenizer):
         if not last_logits and generator is None:
             raise ValueError("last_logits=False needs a private generator: on the global RNG the last draw is kept")
         for r in range(last + 1):
+            if r == last and not last_logits:
+                # nothing reads this rollout's image tokens again: the last block computes the latents alone
+                latents = self.encoder.transformer(x, keep=slice(start, None))
+                yield Rollout(r, latents, self.quantizer(self.to_code(self.encoder.ln_post(latents))), None, None)
+                return
             x = self.encoder.transformer(x)
             latents = x[:, start:]
             q = self.quantizer(self.to_code(self.encoder.ln_post(latents)))
-            if r == last and not last_logits:
-                yield Rollout(r, latents, q, None, None)
-                return
             logits = self.decoder(q.quantized.to(latents.dtype))
             drop = None
             if cfg.dynamic_halting:

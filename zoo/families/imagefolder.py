@@ -105,7 +105,7 @@ class LatentQueryEncoder(nn.Module):
         queries = self.latent_tokens.to(x.dtype).expand(B, -1, -1) + pos.repeat(1, self.branches, 1)
         levels = convert.level_ids(x.shape[1], [n] * self.branches).to(x.device)
         x = torch.cat([x, queries], dim=1) + self.lvl_embed(levels).to(x.dtype)
-        return self.vit.run(x)[:, -self.branches * n:]
+        return self.vit.run(x, keep=slice(x.shape[1] - self.branches * n, None))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ class MaskTokenDecoder(nn.Module):
         z = self.vit.embed(z, (self.side, self.side))  # its own class token, positions resampled: [B, 1 + s², D]
         levels = convert.level_ids(x.shape[1], [z.shape[1]]).to(z.device)
         x = torch.cat([x, z], dim=1) + self.lvl_embed(levels).to(z.dtype)
-        return self.unpatchify(self.to_pixel(self.vit.run(x)[:, 1:1 + n]))
+        return self.unpatchify(self.to_pixel(self.vit.run(x, keep=slice(1, 1 + n))))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -94,8 +94,8 @@ class LatentEncoder(nn.Module):
         x = self.patches(images)
         B, P, W = x.shape
         latents = (latent_tokens + self.latent_token_positional_embedding).to(x.dtype).expand(B, -1, -1)
-        x = self.transformer(self.ln_pre(torch.cat([x, latents], dim=1)))
-        latents = self.ln_post(x[:, P:])  # [B, N, W]
+        x = self.transformer(self.ln_pre(torch.cat([x, latents], dim=1)), keep=slice(P, None))
+        latents = self.ln_post(x)  # [B, N, W]
         if self.legacy_reshape:
             # The release reshapes the contiguous [B, N, W] block to [B, W, N]: token n's input to the 1x1
             # projection is the n-th column of that reshaped block, not its own features.

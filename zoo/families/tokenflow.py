@@ -36,7 +36,7 @@ from ..errors import InputError
 from ..nn.clip_vision import CLIPVisionTower, resample_pos_table_dino
 from ..nn.siglip import SiglipVisionTower
 from ..nn.taming import TamingConvConfig, TamingDecoder, TamingEncoder
-from ..nn.vit import Block
+from ..nn.vit import Block, run_blocks
 from ..quant import QuantizerOutput
 from ..quant.shared_mapping import SharedMappingMultiScaleQuantizer
 from ..registry import FamilySpec, Metric, ModelEntry, register_family, register_model
@@ -132,9 +132,7 @@ class SemanticDecoder(nn.Module):
         pos = self.pos_embed if x.shape[1] == self.pos_embed.shape[1] else resample_pos_table_dino(
             self.pos_embed, (h, w))
         x = x + pos.to(x.dtype)
-        for block in self.blocks:
-            x = block(x)
-        return self.fc_norm(x[:, 1:])
+        return self.fc_norm(run_blocks(self.blocks, x, keep=slice(1, None)))
 
 
 def task_layer(width: int, out: int) -> nn.Sequential:

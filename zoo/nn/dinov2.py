@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .vit import Block
+from .vit import Block, run_blocks
 
 
 def resample_pos_embed(pos_embed: Tensor, size: tuple[int, int], num_prefix_tokens: int = 1) -> Tensor:
@@ -80,13 +80,12 @@ class DinoViT(nn.Module):
         cls = self.cls_token.expand(tokens.shape[0], -1, -1).to(tokens.dtype)
         return torch.cat([cls, tokens], dim=1) + resample_pos_embed(self.pos_embed, size).to(tokens.dtype)
 
-    def run(self, x: Tensor) -> Tensor:
-        """The blocks and the final norm, ``[B, L, D] -> [B, L, D]``."""
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+    def run(self, x: Tensor, keep: slice | None = None) -> Tensor:
+        """The blocks and the final norm, ``[B, L, D] -> [B, L, D]`` (only the rows `keep` with it, computed
+        as `zoo.nn.vit.run_blocks` does)."""
+        return self.norm(run_blocks(self.blocks, x, keep=keep))
 
     def forward(self, images: Tensor) -> Tensor:
         if self.patch_embed is None:
             raise RuntimeError("this DinoViT has no patch embedding (built with patch_size=None)")
-        return self.run(self.embed(self.patch_embed(images)))[:, 0]
+        return self.run(self.embed(self.patch_embed(images)), keep=slice(0, 1))[:, 0]

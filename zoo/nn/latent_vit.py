@@ -58,5 +58,4 @@ class MaskedQueryDecoder(nn.Module):
             keep = torch.arange(k, device=latents.device)[None] < lengths.to(latents.device)[:, None]
             keep = torch.cat([keep.new_ones(B, 1 + n), keep], dim=1)
             mask = keep[:, None, None, :]  # [B, 1, 1, L]: True = may be attended to
-        x = self.transformer(x, mask)
-        return self.ln_post(x[:, 1:1 + n])
+        return self.ln_post(self.transformer(x, mask, keep=slice(1, 1 + n)))

@@ -50,16 +50,34 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, cache: dict | None = None) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, cache: dict | None = None,
+                rows: slice | None = None) -> Tensor:
         """cache: a dict that keeps this layer's keys/values between calls (incremental decoding): each call's
-        tokens follow the cached ones and, when causal, see them all plus the earlier new ones."""
+        tokens follow the cached ones and, when causal, see them all plus the earlier new ones.
+
+        rows: compute the output ``[B, len(rows), D]`` of these positions only: keys and values still come from
+        every position, queries only from these (what a caller that reads a few outputs needs, nothing else).
+        """
         B, L, D = x.shape
-        if self.packed:
+        if rows is not None and (cache is not None or self.is_causal):
+            raise ValueError("rows= is for bidirectional attention without a cache")
+        if rows is None and self.packed:
             q, k, v = self.qkv(x).split(D, dim=-1)
-        else:
+        elif rows is None:
             q, k, v = self.q(x), self.k(x), self.v(x)
-        q, k, v = (t.view(B, L, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        elif self.packed:
+            # the packed weight's rows are [q; k; v]: one product for the queries of the kept rows, one for k and v
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, rows], w[:D], None if b is None else b[:D])
+            k, v = F.linear(x, w[D:], None if b is None else b[D:]).split(D, dim=-1)
+        else:
+            q, k, v = self.q(x[:, rows]), self.k(x), self.v(x)
+        Lq = q.shape[1]
+        q = q.view(B, Lq, self.heads, self.head_dim).transpose(1, 2)
+        k, v = (t.view(B, L, self.heads, self.head_dim).transpose(1, 2) for t in (k, v))
         q, k = self.q_norm(q), self.k_norm(k)
+        if rows is not None and attn_mask is not None and attn_mask.dim() >= 2 and attn_mask.shape[-2] == L > 1:
+            attn_mask = attn_mask[..., rows, :]  # a per-query mask keeps the kept queries' rows
         causal = self.is_causal and attn_mask is None
         if cache is not None:
             past = cache["k"].shape[2] if "k" in cache else 0
@@ -70,7 +88,7 @@ class Attention(nn.Module):
                 attn_mask = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(past)
                 causal = False
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
-        return self.proj(out.transpose(1, 2).reshape(B, L, D))
+        return self.proj(out.transpose(1, 2).reshape(B, Lq, D))
 
 
 class Mlp(nn.Module):
@@ -141,19 +159,36 @@ class Block(nn.Module):
                     if glu else Mlp(dim, hidden, act))
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None, cache: dict | None = None) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), attn_mask, cache))
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, cache: dict | None = None,
+                rows: slice | None = None) -> Tensor:
+        """rows: return only these positions ``[B, len(rows), D]``. Everything after the attention's keys and
+        values is per position, so they equal the same rows of the full output while the queries, projection and
+        MLP run on those rows alone."""
+        shortcut = x if rows is None else x[:, rows]
+        x = shortcut + self.ls1(self.attn(self.norm1(x), attn_mask, cache, rows))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
+def run_blocks(blocks: nn.ModuleList, x: Tensor, attn_mask: Tensor | None = None,
+               keep: slice | None = None) -> Tensor:
+    """``[B, L, D]`` through `blocks` in turn -> ``[B, L, D]``, or ``[B, len(keep), D]`` with `keep`.
+
+    keep: the positions the caller reads (a 1-D tokenizer keeps its latent tokens, a decoder its patch positions).
+    Only the last block is narrowed to them (earlier blocks' outputs are every later key and value); its other
+    rows would be thrown away, so skipping them is exact and saves most of one block.
+    """
+    last = len(blocks) - 1
+    for i, block in enumerate(blocks):
+        x = block(x, attn_mask, rows=keep if i == last else None)
+    return x if keep is None or last >= 0 else x[:, keep]
+
+
 class Transformer(nn.Module):
-    """A stack of `Block`s (``blocks.{i}``), ``[B, L, D] -> [B, L, D]``."""
+    """A stack of `Block`s (``blocks.{i}``), ``[B, L, D] -> [B, L, D]`` (``keep``: see `run_blocks`)."""
 
     def __init__(self, dim: int, depth: int, heads: int, **block_kwargs) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(Block(dim, heads, **block_kwargs) for _ in range(depth))
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        for block in self.blocks:
-            x = block(x, attn_mask)
-        return x
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, keep: slice | None = None) -> Tensor:
+        return run_blocks(self.blocks, x, attn_mask, keep)
