@@ -92,6 +92,19 @@ def test_tiny_official_sampled_codes_match(tiny_official, sampler):
     assert torch.equal(codes.indices[..., 0], io[f"sample_{sampler}"])
 
 
+def test_guided_steps_run_one_pass_over_cond_and_uncond(tiny_official):
+    """The release runs the conditional and unconditional passes one after the other; the zoo runs them as one
+    2B batch (each weight read once per step) and still samples the official codes (test above)."""
+    _, gen, io = tiny_official
+    calls = []
+    hook = gen.model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        gen.sample(io["labels"], seed=1234, **SAMPLERS["constant"])
+    finally:
+        hook.remove()
+    assert calls == [2 * 3] * SAMPLERS["constant"]["num_steps"]
+
+
 def test_strict_loading_refuses_missing_and_extra_keys():
     sd = load_file(str(FIX / "tiny_bert_official.safetensors"))
     cfg = json.loads((FIX / "tiny_bert_config.json").read_text())

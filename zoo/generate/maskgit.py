@@ -186,9 +186,10 @@ def maskgit_sample(model: MaskGIT, labels: Tensor, s: MaskGITSampling,
                    generator: torch.Generator | None = None) -> Tensor:
     """The released MaskGIT sampler, step for step. labels int64 ``[B]`` -> codes int64 ``[B, T]``.
 
-    Random draws happen in the official order (one ``[B]`` draw per forward pass, which the official model spends
-    on its label-dropout mask; Gumbel noise over ``[B, T, K]``; confidence noise over ``[B, T]``), so with the same
-    seed on the same device the official sampler and this one choose the same codes.
+    Random draws happen in the official order (one ``[B]`` draw per official forward pass, which the official model
+    spends on its label-dropout mask, also where a guided step's two passes run here as one; Gumbel noise over
+    ``[B, T, K]``; confidence noise over ``[B, T]``), so with the same seed on the same device the official sampler
+    and this one choose the same codes.
     """
     c = model.config
     device = labels.device
@@ -198,6 +199,16 @@ def maskgit_sample(model: MaskGIT, labels: Tensor, s: MaskGITSampling,
     def forward(drop: bool) -> Tensor:
         torch.rand(B, generator=generator, device=device)  # the official label-dropout draw (see docstring)
         return model(ids, labels, torch.full((B,), drop, device=device)).float()
+
+    def guided() -> tuple[Tensor, Tensor]:
+        """(cond, uncond) logits from one pass over both halves of a 2B batch. The release runs two passes; the
+        rows are the same (every layer is per image), but one pass reads each weight once for both, which is
+        most of a pass's time at small batches (a few dozen rows per GEMM)."""
+        for _ in range(2):
+            torch.rand(B, generator=generator, device=device)  # the two passes' label-dropout draws, in order
+        drop = torch.arange(2 * B, device=device) >= B
+        both = model(ids.repeat(2, 1), labels.repeat(2), drop).float()
+        return both[:B], both[B:]
 
     cfg_scale: float | Tensor = s.guidance if s.guidance_decay == "constant" else 0.0
     for step in range(s.num_steps):
@@ -210,7 +221,7 @@ def maskgit_sample(model: MaskGIT, labels: Tensor, s: MaskGITSampling,
             scale_step = (1 - torch.cos(((step / s.num_steps) ** pow_) * torch.pi)) * 1 / 2
             cfg_scale = (s.guidance - 1) * scale_step + 1
         if not (isinstance(cfg_scale, float) and cfg_scale == 0):
-            cond, uncond = forward(False), forward(True)
+            cond, uncond = guided()
             if s.guidance_decay == "power-cosine":
                 logits = uncond + (cond - uncond) * cfg_scale
             else:
