@@ -196,19 +196,15 @@ def maskgit_sample(model: MaskGIT, labels: Tensor, s: MaskGITSampling,
     B, T = labels.shape[0], c.seq_len
     ids = torch.full((B, T), c.mask_id, dtype=torch.long, device=device)
 
-    def forward(drop: bool) -> Tensor:
-        torch.rand(B, generator=generator, device=device)  # the official label-dropout draw (see docstring)
-        return model(ids, labels, torch.full((B,), drop, device=device)).float()
-
-    def guided() -> tuple[Tensor, Tensor]:
-        """(cond, uncond) logits from one pass over both halves of a 2B batch. The release runs two passes; the
-        rows are the same (every layer is per image), but one pass reads each weight once for both, which is
-        most of a pass's time at small batches (a few dozen rows per GEMM)."""
-        for _ in range(2):
-            torch.rand(B, generator=generator, device=device)  # the two passes' label-dropout draws, in order
-        drop = torch.arange(2 * B, device=device) >= B
-        both = model(ids.repeat(2, 1), labels.repeat(2), drop).float()
-        return both[:B], both[B:]
+    def passes(*drops: bool) -> tuple[Tensor, ...]:
+        """Logits ``[B, T, K]`` per entry of `drops` (True: the null class), from one model call over a batch of
+        len(drops)·B. The release makes one call per entry; the rows are the same (every layer is per image), but
+        one call reads each weight once for all, which is most of a call's time at small batches (a few dozen
+        rows per GEMM). Each official call's label-dropout draw is still made, in order (see docstring)."""
+        for _ in drops:
+            torch.rand(B, generator=generator, device=device)
+        drop = torch.tensor(drops, device=device).repeat_interleave(B)
+        return model(ids.repeat(len(drops), 1), labels.repeat(len(drops)), drop).float().split(B)
 
     cfg_scale: float | Tensor = s.guidance if s.guidance_decay == "constant" else 0.0
     for step in range(s.num_steps):
@@ -221,13 +217,13 @@ def maskgit_sample(model: MaskGIT, labels: Tensor, s: MaskGITSampling,
             scale_step = (1 - torch.cos(((step / s.num_steps) ** pow_) * torch.pi)) * 1 / 2
             cfg_scale = (s.guidance - 1) * scale_step + 1
         if not (isinstance(cfg_scale, float) and cfg_scale == 0):
-            cond, uncond = guided()
+            cond, uncond = passes(False, True)
             if s.guidance_decay == "power-cosine":
                 logits = uncond + (cond - uncond) * cfg_scale
             else:
                 logits = cond + (cond - uncond) * cfg_scale
         else:
-            logits = forward(False)
+            (logits,) = passes(False)
         if s.softmax_annealing:
             logits = logits / (0.5 + 0.8 * (1 - ratio))
         sampled = (logits + temp * _gumbel(logits.shape, generator, device)).argmax(dim=-1)
