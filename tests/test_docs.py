@@ -74,6 +74,8 @@ MARKED: list[tuple[str, str]] = [
                                    "dependencies; builds two released-size models"),
     (r"^python benchmarks/upsample_conv.py", "a benchmark of the source checkout: times released-size decoders "
                                             "(minutes); tests/test_upsample_conv.py checks the layer itself"),
+    (r"^python benchmarks/roofline.py", "a benchmark of the source checkout: profiles released-size models "
+                                        "(minutes); tests/test_roofline.py checks what it counts on tiny modules"),
     (r"benchmarks/vs_official_generate.py", "needs a checkout of the official repository (fetched by hand) and its "
                                             "dependencies; samples with two released-size generators"),
 ]
