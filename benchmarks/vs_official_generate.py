@@ -48,6 +48,7 @@ class Sides:
     zoo: Callable[[Tensor, int], Tensor]
     official: Callable[[Tensor, int], Tensor]
     what: str  # the built config, for the output
+    generator: Any = None  # the zoo's generator (for --compile)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def _maskgit(official: Path, name: str, seed: int, depth: int | None) -> Sides:
 
     what = (f"{yaml.relative_to(official)}: {g.model_type} width {g.hidden_size}, depth {g.num_hidden_layers}, "
             f"{g.image_seq_len} tokens; sampling {dict(s)}")
-    return Sides(zoo_side, official_side, what)
+    return Sides(zoo_side, official_side, what, gen)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ def _var(official: Path, name: str, seed: int, depth: int | None) -> Sides:
     d = depth or c["depth"]
     what = (f"models/var.py VAR width {c['width']}, depth {d}, {c['heads']} heads, scales {list(patch_nums)} "
             f"({sum(p * p for p in patch_nums)} tokens), VQVAE ch160; sampling {dict(s)}")
-    return Sides(zoo_side, official_side, what)
+    return Sides(zoo_side, official_side, what, gen)
 
 
 BUILDERS: dict[str, tuple[Callable[..., Sides], str]] = {
@@ -224,6 +225,8 @@ def main() -> None:
     p.add_argument("--depth", type=int, help="a shallower generator than released (slow machines; printed)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="time the zoo's generator compiled (Generator.compile(); "
+                                                          "the parity checks then run compiled too)")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args()
     args.model = args.model or BUILDERS[args.family][1]
@@ -232,7 +235,10 @@ def main() -> None:
     sys.path.insert(0, str(args.official))
 
     sides = BUILDERS[args.family][0](args.official, args.model, args.seed, args.depth)
-    print(f"{args.model} vs official ({args.official.name}): {sides.what}", flush=True)
+    if args.compile:
+        sides.generator.compile()
+    print(f"{args.model} vs official ({args.official.name}): {sides.what}"
+          f"{'; zoo compiled' if args.compile else ''}", flush=True)
     if args.depth:
         print(f"NOTE: depth {args.depth} instead of the released depth (--depth): a smaller config than released",
               flush=True)
@@ -240,6 +246,7 @@ def main() -> None:
     for chk in checks:
         print(f"parity: {chk}", flush=True)
     results: dict[str, Any] = {"model": args.model, "family": args.family, "depth": args.depth,
+                               "compile": args.compile,
                                "threads": args.threads, "built": sides.what, "parity": checks, "batches": {}}
     if not all(chk["identical"] for chk in checks):
         print("warning: the sampled indices differ (see the agreement)", file=sys.stderr)

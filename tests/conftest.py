@@ -30,6 +30,24 @@ def photo_batch(size: int, names=("astronaut", "coffee")) -> torch.Tensor:
     return load_images([photo(n) for n in names], size=size)
 
 
+def benchmark_script(filename: str):
+    """Import ``benchmarks/<filename>`` (not a package; its ``main()`` sits behind ``__name__ == "__main__"``) as a
+    module for the duration of a test module; yields it."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / filename
+    spec = importlib.util.spec_from_file_location(f"{path.stem}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while the file runs
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
 def torchrun_env() -> dict:
     """Environment for `python -m torch.distributed.run` subprocess tests: CPU (gloo), one thread per process,
     offline, this checkout importable."""

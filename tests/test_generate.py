@@ -234,6 +234,9 @@ def test_recipe_trains_on_photo_codes_and_cli_generates(tmp_path, capsys):
     main(["generate", "-g", str(result.output), "--class", "0,3", "-n", "4", "--seed", "0", "-o", str(out),
           "--device", "cpu", "-q"])
     assert (out / "00000_class0.png").read_bytes() == first_run  # same seed, same image
+    main(["generate", "-g", str(result.output), "--class", "0,3", "-n", "4", "--seed", "0", "-o", str(out),
+          "--device", "cpu", "-q", "--compile", "eager"])
+    assert (out / "00000_class0.png").read_bytes() == first_run  # compiled: the same codes
     assert main(["generate", "-g", str(result.output), "--class", "9", "-o", str(out), "--device", "cpu"]) == 2
     assert "out of range" in capsys.readouterr().err
 

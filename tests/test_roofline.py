@@ -1,31 +1,19 @@
 """benchmarks/roofline.py: the arithmetic it counts and the ceilings it derives (tiny modules, no released model)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 import torch
 from torch import nn
 
+from conftest import benchmark_script
 from zoo.nn.vit import Transformer
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "roofline.py"
 
 
 @pytest.fixture(scope="module")
-def bench() -> Iterator[types.ModuleType]:
-    spec = importlib.util.spec_from_file_location("roofline_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while the file runs
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+def bench() -> Iterator:
+    yield from benchmark_script("roofline.py")
 
 
 def test_vit_flops_match_the_formula(bench):

@@ -162,3 +162,52 @@ def test_channels_last_model_saves_and_reloads(tmp_path):
     images = photo_batch(64)
     assert again.fingerprint == tok.fingerprint
     assert torch.equal(again.encode(images).indices, tok.encode(images).indices)
+
+
+# ---- generators: `Generator.compile()` samples the same codes ----
+def tiny_generator(kind: str):
+    """(generator, tokenizer or None, sampling keywords): MaskGIT (BERT and UViT), VAR on the tiny official
+    fixtures of tests/fixtures/var, a grouped AR generator."""
+    from safetensors.torch import load_file
+
+    from zoo.generate import build_generator
+    from zoo.generate.ar import ARConfig, ARGenerator
+
+    torch.manual_seed(0)
+    small = dict(codebook_size=64, seq_len=16, num_classes=4, width=32, depth=2, heads=4, mlp_dim=64)
+    if kind in ("maskgit-bert", "maskgit-uvit"):
+        config = {**small, "arch": kind.split("-")[1]}
+        return build_generator(config, dict(num_steps=4, temperature=2.0, guidance=2.0)).eval(), None, {}
+    if kind == "ar":
+        config = ARConfig(codebook_sizes=(32, 16), seq_len=12, num_classes=4, width=32, depth=2, heads=4)
+        return ARGenerator(config).eval(), None, dict(guidance=2.0, top_k=8)
+    io = load_file(str(F / "var" / "tiny_var_io.safetensors"))
+    gen = zoo.from_official("var", load_file(str(F / "var" / "tiny_var.safetensors")), config={"pn": "1_1_2_3_3_4_5_6"})
+    tok = zoo.from_official("imagefolder", F / "imagefolder" / "tiny_official.safetensors",
+                            F / "imagefolder" / "tiny_config.yaml", encoder_heads=4, decoder_heads=2)
+    gen.attach(tok)
+    return gen.eval(), tok, dict(guidance=float(io["sample_cfg"]), top_k=int(io["sample_top_k"]),
+                                 top_p=float(io["sample_top_p"]))
+
+
+@pytest.mark.parametrize("kind", ["maskgit-bert", "maskgit-uvit", "var", "ar"])
+def test_compiled_generator_samples_the_same_codes(kind):
+    """Dynamo's graph capture (backend 'eager') of each generator's hot modules: the codes of eager sampling for
+    the same seed, no graph break, and one graph per kind of call (the KV-cached samplers compile their blocks with
+    dynamic shapes, so a growing sequence does not recompile at every step)."""
+    from torch._dynamo.utils import counters
+
+    gen, _, kw = tiny_generator(kind)
+    labels = [0, 3, 1]
+    eager = gen.sample(labels, seed=5, **kw).indices
+    keys = list(gen.state_dict())
+    torch._dynamo.reset()
+    counters.clear()
+    assert gen.compile(backend="eager") is gen
+    assert torch.equal(gen.sample(labels, seed=5, **kw).indices, eager)
+    graphs = counters["stats"]["unique_graphs"]
+    assert dict(counters["graph_break"]) == {} and 1 <= graphs <= 3
+    assert torch.equal(gen.sample(labels, seed=6, **kw).indices, gen.sample(labels, seed=6, **kw).indices)
+    assert counters["stats"]["unique_graphs"] == graphs  # a second sampling reuses the graphs
+    assert list(gen.state_dict()) == keys
+    assert all(m._compiled_call_impl is not None for m in gen.hot_modules().values())

@@ -5,7 +5,6 @@ shims to what the builders rely on: each is active only inside its `with` block 
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import types
@@ -15,19 +14,12 @@ from typing import Iterator
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "vs_official.py"
+from conftest import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[types.ModuleType]:
-    spec = importlib.util.spec_from_file_location("vs_official_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while the file runs
-    try:
-        spec.loader.exec_module(module)  # main() is behind `if __name__ == "__main__"`
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from benchmark_script("vs_official.py")
 
 
 def test_both_new_families_are_registered(bench):

@@ -23,9 +23,31 @@ class Generator(nn.Module):
     tokenizer: str | None = None
     num_classes: int = 0
 
+    # a KV-cached sampler (VAR, the grouped GPT) calls `model.blocks` one by one on a sequence that grows at every
+    # step; MaskGIT calls the whole model with the same shapes at every step
+    kv_cached: bool = False
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def hot_modules(self) -> dict[str, nn.Module]:
+        """The submodules `compile()` compiles, by dotted name: the whole transformer, or a KV-cached sampler's
+        blocks (what its sampling loop calls)."""
+        if self.kv_cached:
+            return {f"model.blocks.{i}": block for i, block in enumerate(self.model.blocks)}
+        return {"model": self.model}
+
+    def compile(self, *args: Any, **kwargs: Any) -> "Generator":
+        """Compile the sampling hot path with `torch.compile` in place (keywords go to `torch.compile`). KV-cached
+        samplers default to ``dynamic=True``: one graph with symbolic lengths serves every step instead of one
+        recompilation per length. The state dict and the sampled codes are unchanged; the first `sample`
+        compiles. Returns self."""
+        if self.kv_cached:
+            kwargs.setdefault("dynamic", True)
+        for module in self.hot_modules().values():
+            module.compile(*args, **kwargs)
+        return self
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> dict[str, str]:
         """Push ``config.json`` + ``model.safetensors`` + a model card; ``load_generator("hf://repo")`` pulls it

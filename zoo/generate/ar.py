@@ -79,6 +79,7 @@ class GroupedGPT(nn.Module):
 
 class ARGenerator(Generator):
     family = "ar"
+    kv_cached = True
 
     def __init__(self, config: ARConfig, sampling: ARSampling | None = None, tokenizer: str | None = None) -> None:
         super().__init__()

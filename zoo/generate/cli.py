@@ -45,6 +45,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise InputError(f"{args.generator} does not say which tokenizer decodes it: pass -m TOKENIZER")
     tok = load(tok_name, checkpoint=args.tokenizer_checkpoint, device=device)
     gen.check_tokenizer(tok)
+    if args.compile:
+        gen.compile(backend=args.compile)
     classes = _classes(args.classes) if args.classes is not None else [0]
     n = args.num or len(classes)
     labels = [classes[i % len(classes)] for i in range(n)]
@@ -135,6 +137,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="folder for the PNGs, grid.png and samples.json (created; default: samples)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                   help="torch.compile the generator's transformer (backend inductor unless named; same codes; the "
+                        "first batch compiles, which pays off over many batches)")
     p.add_argument("--list", action="store_true", help="list the registered generators")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_generate)

@@ -56,6 +56,7 @@ class VARSampling:
 
 class VARGenerator(Generator):
     family = "var"
+    kv_cached = True
 
     def __init__(self, config: VARConfig, sampling: VARSampling | None = None, tokenizer: str | None = None) -> None:
         super().__init__()
