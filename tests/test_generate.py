@@ -206,7 +206,7 @@ def test_save_and_load_folder_roundtrip(tiny_gen, tmp_path):
 
 
 # ---- a generic generator trained with its recipe on codes of real photos; the CLI ----
-def test_recipe_trains_on_photo_codes_and_cli_generates(tmp_path, capsys):
+def test_recipe_trains_on_photo_codes_and_cli_generates(tmp_path, capsys, monkeypatch):
     from zoo.cli import main
     from zoo.families.vqgan import TINY_CONFIG
     from zoo.generate.codes_cache import load_code_cache
@@ -234,8 +234,13 @@ def test_recipe_trains_on_photo_codes_and_cli_generates(tmp_path, capsys):
     main(["generate", "-g", str(result.output), "--class", "0,3", "-n", "4", "--seed", "0", "-o", str(out),
           "--device", "cpu", "-q"])
     assert (out / "00000_class0.png").read_bytes() == first_run  # same seed, same image
+    compiled = []
+    real_compile = zoo.generate.Generator.compile
+    monkeypatch.setattr(zoo.generate.Generator, "compile",
+                        lambda self, **kw: compiled.append(kw) or real_compile(self, **kw))
     main(["generate", "-g", str(result.output), "--class", "0,3", "-n", "4", "--seed", "0", "-o", str(out),
           "--device", "cpu", "-q", "--compile", "eager"])
+    assert compiled == [{"backend": "eager"}]
     assert (out / "00000_class0.png").read_bytes() == first_run  # compiled: the same codes
     assert main(["generate", "-g", str(result.output), "--class", "9", "-o", str(out), "--device", "cpu"]) == 2
     assert "out of range" in capsys.readouterr().err

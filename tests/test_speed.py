@@ -166,8 +166,8 @@ def test_channels_last_model_saves_and_reloads(tmp_path):
 
 # ---- generators: `Generator.compile()` samples the same codes ----
 def tiny_generator(kind: str):
-    """(generator, tokenizer or None, sampling keywords): MaskGIT (BERT and UViT), VAR on the tiny official
-    fixtures of tests/fixtures/var, a grouped AR generator."""
+    """(generator, sampling keywords): MaskGIT (BERT and UViT), VAR on the tiny official fixtures of
+    tests/fixtures/var (attached to the tiny ImageFolder tokenizer it was made with), a grouped AR generator."""
     from safetensors.torch import load_file
 
     from zoo.generate import build_generator
@@ -177,17 +177,17 @@ def tiny_generator(kind: str):
     small = dict(codebook_size=64, seq_len=16, num_classes=4, width=32, depth=2, heads=4, mlp_dim=64)
     if kind in ("maskgit-bert", "maskgit-uvit"):
         config = {**small, "arch": kind.split("-")[1]}
-        return build_generator(config, dict(num_steps=4, temperature=2.0, guidance=2.0)).eval(), None, {}
+        return build_generator(config, dict(num_steps=4, temperature=2.0, guidance=2.0)).eval(), {}
     if kind == "ar":
         config = ARConfig(codebook_sizes=(32, 16), seq_len=12, num_classes=4, width=32, depth=2, heads=4)
-        return ARGenerator(config).eval(), None, dict(guidance=2.0, top_k=8)
+        return ARGenerator(config).eval(), dict(guidance=2.0, top_k=8)
     io = load_file(str(F / "var" / "tiny_var_io.safetensors"))
     gen = zoo.from_official("var", load_file(str(F / "var" / "tiny_var.safetensors")), config={"pn": "1_1_2_3_3_4_5_6"})
     tok = zoo.from_official("imagefolder", F / "imagefolder" / "tiny_official.safetensors",
                             F / "imagefolder" / "tiny_config.yaml", encoder_heads=4, decoder_heads=2)
     gen.attach(tok)
-    return gen.eval(), tok, dict(guidance=float(io["sample_cfg"]), top_k=int(io["sample_top_k"]),
-                                 top_p=float(io["sample_top_p"]))
+    return gen.eval(), dict(guidance=float(io["sample_cfg"]), top_k=int(io["sample_top_k"]),
+                            top_p=float(io["sample_top_p"]))
 
 
 @pytest.mark.parametrize("kind", ["maskgit-bert", "maskgit-uvit", "var", "ar"])
@@ -197,7 +197,7 @@ def test_compiled_generator_samples_the_same_codes(kind):
     dynamic shapes, so a growing sequence does not recompile at every step)."""
     from torch._dynamo.utils import counters
 
-    gen, _, kw = tiny_generator(kind)
+    gen, kw = tiny_generator(kind)
     labels = [0, 3, 1]
     eager = gen.sample(labels, seed=5, **kw).indices
     keys = list(gen.state_dict())
