@@ -14,7 +14,8 @@ encode+decode of both, interleaved (zoo, official, official, zoo, ...) so that t
 hits both alike. Each figure is the median over `--repeats` rounds of wall time and of process CPU time; the
 table prints throughput ratios zoo / official (> 1: the zoo is faster). With `--memory`, the peak resident
 memory of one batch is measured for each side in its own subprocess (the highest resident memory sampled while the
-batch runs, minus the memory of the built model).
+batch runs, minus the memory of the built model; glibc's free heap is returned first and its mmap threshold fixed,
+so the figure counts what the batch allocates, not what the process happened to free before).
 
 The official repositories need what their requirements name (omegaconf for TiTok / One-D-Piece; install it in
 a scratch environment, e.g. ``python -m venv --system-site-packages /tmp/venv && /tmp/venv/bin/pip install
@@ -397,6 +398,14 @@ def interleaved(tok, off: Official, images: Tensor, repeats: int, clamp: bool) -
                 for op, v in ops.items()} for s, ops in samples.items()}
 
 
+# glibc serves blocks above a threshold with their own mmap (returned to the OS when freed) and below it from the
+# heap, whose freed pages stay resident; by default the threshold rises with every large block freed, so how much
+# of a batch reuses resident heap depends on what the process did before (the same side measured 248 or 360 MiB
+# in two processes). A fixed threshold makes every tensor above 64 KiB its own mapping: RSS then follows the live
+# tensors, and the figure repeats within 1-2 MiB from run to run.
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
 def peak_memory(args: argparse.Namespace, side: str, batch: int, state_file: str) -> float:
     """MiB of RSS growth while one batch is encoded and decoded, measured in a fresh subprocess."""
     cmd = [sys.executable, __file__, "--family", args.family, "--official", str(args.official), "--model",
@@ -406,7 +415,7 @@ def peak_memory(args: argparse.Namespace, side: str, batch: int, state_file: str
         cmd.append("--compile")
     if args.channels_last:
         cmd.append("--channels-last")
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **STEADY_MALLOC})
     if out.returncode:
         raise RuntimeError(f"memory subprocess ({side}) failed:\n{out.stderr[-3000:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -441,11 +450,23 @@ def _rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _release_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc `malloc_trim`), so that RSS counts only live memory.
+    Without it, memory freed while the models were built stays resident and a batch that reuses it shows no
+    growth at all (UniTok's zoo side once measured 6 MiB for a batch that needs hundreds)."""
+    import ctypes
+    import ctypes.util
+
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+
+
 def peak_rss_growth(run: Callable[[], Any], every: float = 0.002) -> float:
     """MiB: the highest resident memory seen while `run()` runs (sampled by a thread) minus the memory before.
     (The process's peak RSS cannot be used: building the models already set it higher than one batch needs.)"""
     import threading
 
+    _release_free_heap()
     before, peak, done = _rss_mib(), [0.0], threading.Event()
 
     def sample() -> None:

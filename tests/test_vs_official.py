@@ -2,6 +2,7 @@
 
 ImageFolder's and ALIT's official builds are run there without editing the user's checkout; these tests hold the
 shims to what the builders rely on: each is active only inside its `with` block and leaves the process as it was.
+The last test holds its memory probe to counting what a batch allocates.
 """
 from __future__ import annotations
 
@@ -72,3 +73,18 @@ def test_working_directory_and_process_group_are_undone(bench, tmp_path):
     with bench.one_process_group():
         assert (dist.get_rank(), dist.get_world_size()) == (0, 1)
     assert not dist.is_initialized()
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="RSS from /proc (Linux)")
+def test_peak_memory_counts_a_batch_that_reuses_freed_heap_memory(bench):
+    """A batch whose tensors land on heap pages freed earlier (while the models were built) must still count:
+    200 MB of 64 KB tensors, allocated and freed, then allocated again inside the measured call."""
+
+    def fill() -> list[torch.Tensor]:
+        return [torch.ones(16_000) for _ in range(3200)]
+
+    freed = fill()
+    del freed
+    kept: list = []
+    growth = bench.peak_rss_growth(lambda: kept.append(fill()))
+    assert 150 < growth < 260, growth

@@ -51,14 +51,21 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        # one op per statement: each rebinding of h frees the map before it (conv1's output, then the norm's),
+        # so the block holds three full-size maps at most: x, the op's input and its output
+        h = self.norm2(h)
+        h = F.silu(h)
+        h = self.conv2(self.dropout(h))
         if not hasattr(self, "nin_shortcut"):
             return x + h
         return h + self.nin_shortcut(h if self.shortcut_on_output else x)
 
 
 class _Level(nn.Module):
-    """One resolution level: `num_res_blocks` ResnetBlocks (``block.{j}``), optionally an up-sampling conv."""
+    """One resolution level: `num_res_blocks` ResnetBlocks (``block.{j}``), optionally an up-sampling conv.
+
+    The encoder and decoder run its `layers()` in their own loop rather than calling the level: a level called as
+    a module would hold its input until its last block returned (one full-size map more at the peak)."""
 
     def __init__(self, in_ch: int, out_ch: int, cfg: MaskGITConvConfig, upsample: bool = False) -> None:
         super().__init__()
@@ -69,10 +76,9 @@ class _Level(nn.Module):
         if upsample:
             self.upsample_conv = UpsampleConv2d(out_ch, out_ch)  # nearest x2, then conv 3x3
 
-    def forward(self, x: Tensor) -> Tensor:
-        for block in self.block:
-            x = block(x)
-        return x
+    def layers(self) -> list[nn.Module]:
+        """The level's modules in the order they run: its blocks, then the up-sampling conv if it has one."""
+        return [*self.block, *((self.upsample_conv,) if hasattr(self, "upsample_conv") else ())]
 
 
 class MaskGITEncoder(nn.Module):
@@ -92,7 +98,8 @@ class MaskGITEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
         for i, level in enumerate(self.down):
-            h = level(h)
+            for layer in level.layers():
+                h = layer(h)
             if i != len(self.down) - 1:
                 h = F.avg_pool2d(h, kernel_size=2, stride=2)
         for block in self.mid:
@@ -126,7 +133,6 @@ class MaskGITDecoder(nn.Module):
         for block in self.mid:
             h = block(h)
         for level in reversed(self.up):
-            h = level(h)
-            if hasattr(level, "upsample_conv"):
-                h = level.upsample_conv(h)
+            for layer in level.layers():
+                h = layer(h)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -68,7 +68,11 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        # one op per statement: each rebinding of h frees the map before it (conv1's output, then the norm's),
+        # so the block holds three full-size maps at most: x, the op's input and its output
+        h = self.norm2(h)
+        h = F.silu(h)
+        h = self.conv2(self.dropout(h))
         return self.nin_shortcut(x) + h
 
 
@@ -112,19 +116,25 @@ class Upsample(nn.Module):
 
 
 class _Level(nn.Module):
-    """Residual blocks ``block.{j}``, attention ``attn.{j}`` after each (deepest level only) and the resampler."""
+    """Residual blocks ``block.{j}``, attention ``attn.{j}`` after each (deepest level only) and the resampler.
+
+    The encoder and decoder run its `layers()` in their own loop rather than calling the level: a level called as
+    a module would hold its input until its last block returned (one full-size map more at the peak)."""
 
     def __init__(self, in_ch: int, out_ch: int, blocks: int, attention: bool, dropout: float) -> None:
         super().__init__()
         self.block = nn.ModuleList(ResnetBlock(in_ch if j == 0 else out_ch, out_ch, dropout) for j in range(blocks))
         self.attn = nn.ModuleList(AttnBlock(out_ch) for _ in range(blocks)) if attention else nn.ModuleList()
 
-    def forward(self, h: Tensor) -> Tensor:
+    def layers(self) -> list[nn.Module]:
+        """The level's modules in the order they run: each block (and its attention), then the resampler."""
+        order: list[nn.Module] = []
         for j, block in enumerate(self.block):
-            h = block(h)
-            if len(self.attn):
-                h = self.attn[j](h)
-        return h
+            order += [block, self.attn[j]] if len(self.attn) else [block]
+        for name in ("downsample", "upsample"):
+            if hasattr(self, name):
+                order.append(getattr(self, name))
+        return order
 
 
 class _Middle(nn.Module):
@@ -162,9 +172,8 @@ class TamingEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
         for level in self.down:
-            h = level(h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
+            for layer in level.layers():
+                h = layer(h)
         return self.conv_out(F.silu(self.norm_out(self.mid(h))))
 
 
@@ -193,7 +202,6 @@ class TamingDecoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = self.mid(self.conv_in(z))
         for level in reversed(self.up):
-            h = level(h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
+            for layer in level.layers():
+                h = layer(h)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -90,7 +90,8 @@ class MbConvBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = F.gelu(self.conv1_1x1(self.pre_norm(x)))
-        h = F.gelu(self.conv2_kxk(h))
+        h = self.conv2_kxk(h)  # one op per statement: rebinding h frees the expanded map before the next op
+        h = F.gelu(h)
         return self.conv3_1x1(h) + self.shortcut(x)
 
 
@@ -130,7 +131,8 @@ class ViTaminEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
         for stage in self.stages:
-            x = stage(x)
+            for block in stage:  # not stage(x), which would hold the stage's input until its last block returned
+                x = block(x)
         x = self.pool(x).flatten(2).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
@@ -167,7 +169,8 @@ class InvMbConvBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.up(F.gelu(self.conv1_1x1(self.pre_norm(x))))
-        h = F.gelu(self.conv2_kxk(h))
+        h = self.conv2_kxk(h)  # one op per statement: rebinding h frees the expanded map before the next op
+        h = F.gelu(h)
         return self.conv3_1x1(h) + self.shortcut(x)
 
 
@@ -211,7 +214,9 @@ class ViTaminDecoder(nn.Module):
         for block in self.blocks:
             x = block(x)
         x = self.norm(x).transpose(1, 2).reshape(B, D, side, side)
-        return self.up_conv4(self.up_conv3(self.up_conv2(self.up_conv1(x))))
+        for layer in (self.up_conv1, *self.up_conv2, *self.up_conv3, self.up_conv4):
+            x = layer(x)  # block by block: each map is freed as soon as the next one exists
+        return x
 
     @property
     def last_layer(self) -> Tensor:
