@@ -70,3 +70,36 @@ def test_two_writers_and_a_reader_on_one_folder(tmp_path, request):
     if store is None:
         store = request.config.stash[FUZZ_COUNTS] = {}
     store["class 3: atomic saves (two writers, one reader): saves + loads"] = sum(saves) + sum(seen.values())
+
+
+def test_carry_over_rereads_a_folder_swapped_away_while_it_was_listed(tmp_path, monkeypatch):
+    """The race behind a lost README.md: a writer lists the published folder while another writer swaps its own
+    folder in and deletes the old one, so the listing misses the README. The carry-over must notice that the path
+    now names another folder and read that one (which its writer carried the README into)."""
+    from zoo import atomic
+
+    final, stage = tmp_path / "shared", tmp_path / "stage"
+    final.mkdir()
+    stage.mkdir()
+    (final / "README.md").write_text("kept\n")
+    (final / "config.json").write_text("{}")
+    theirs = tmp_path / "theirs"  # the other writer's staged folder, README carried in
+    theirs.mkdir()
+    (theirs / "README.md").write_text("kept\n")
+    (theirs / "config.json").write_text("{}")
+    real_listdir, calls = os.listdir, []
+
+    def listdir_during_a_swap(path):
+        calls.append(path)
+        if len(calls) == 1:  # the other writer publishes, then deletes the folder being listed, mid-listing
+            names = [n for n in real_listdir(path) if n != "README.md"]
+            (final / "README.md").unlink()
+            os.rename(final, tmp_path / "old")
+            os.rename(theirs, final)
+            return names
+        return real_listdir(path)
+
+    monkeypatch.setattr(atomic.os, "listdir", listdir_during_a_swap)
+    atomic._carry_over(final, stage)
+    assert (stage / "README.md").read_text() == "kept\n"
+    assert len(calls) == 2

@@ -152,18 +152,42 @@ def _exchange(a: Path, b: Path) -> bool:
     return False  # EINVAL / ENOSYS: the filesystem or kernel cannot exchange
 
 
-def _carry_over(old: Path, stage: Path) -> None:
-    for entry in old.iterdir():
-        target = stage / entry.name
-        if target.exists() or entry.name.startswith("."):
-            continue
+def _carry_over(old: Path, stage: Path, attempts: int = 100) -> None:
+    """Link into `stage` the entries of the folder named `old` that `stage` lacks (not hidden temps).
+
+    A concurrent writer may swap its own folder in at `old` and delete the one being read: a listing taken from
+    that folder then misses what was already deleted (a user's README.md), and publishing `stage` would drop it.
+    So the listing is trusted only if `old` still names the folder it was read from, unchanged (same inode, and
+    the same times, which a rename or a new entry would move); otherwise the folder now there, which its writer
+    carried the files into, is read again."""
+    for _ in range(attempts):
         try:
-            if entry.is_dir():
-                shutil.copytree(entry, target, copy_function=_link_or_copy)
-            else:
-                _link_or_copy(entry, target)
-        except FileNotFoundError:  # a concurrent writer swapped it away; theirs carried it
-            pass
+            before = _identity(old)
+            names = os.listdir(old)
+        except FileNotFoundError:
+            return
+        for name in names:
+            target = stage / name
+            if name.startswith(".") or target.exists():
+                continue
+            entry = old / name
+            try:
+                if entry.is_dir():
+                    shutil.copytree(entry, target, copy_function=_link_or_copy)
+                else:
+                    _link_or_copy(entry, target)
+            except FileNotFoundError:  # deleted by the writer that swapped `old` away: read its folder next
+                pass
+        try:
+            if _identity(old) == before:
+                return
+        except FileNotFoundError:
+            return
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
