@@ -49,7 +49,7 @@ class LiveTensors(TorchDispatchMode):
 def peak_maps(module: torch.nn.Module, x: torch.Tensor, map_bytes: int) -> float:
     ignore = {p.untyped_storage().data_ptr() for p in module.parameters()} | {x.untyped_storage().data_ptr()}
     with torch.no_grad():
-        module(x)  # anything built once (the sub-pixel kernels) is built outside the count
+        module(x)  # a first call outside the count: whatever a library sets up once is not the model's
         counter = LiveTensors(ignore)
         with counter:
             module(x)
