@@ -2,6 +2,7 @@
 
     python benchmarks/roofline.py --models imagefolder-4096,unitok --batch-sizes 1,8
     python benchmarks/roofline.py --models alit-small --batch-sizes 1 --json roofline.json
+    python benchmarks/roofline.py --models unitok --batch-sizes 1 --top 8
     python benchmarks/roofline.py --models '' --generators maskgit-titok-l32,var-d16 --batch-sizes 1,8
 
 For each model (random weights, eager, float32, `--threads` threads) and each call (encode, decode; a generator's
@@ -10,7 +11,8 @@ sampling):
    attention (counted here from each SDPA call's shapes, 4·B·H·Lq·Lk·d: FlopCounterMode does not count the CPU
    flash-attention kernel);
 2. where the time goes: wall time (median of `--repeats` calls) split by torch.profiler's self CPU time into
-   products, attention and the rest (normalisations, activations, residual adds, copies, Python);
+   products, attention and the rest (normalisations, activations, residual adds, copies, Python); `--top N` also
+   lists the N operators of most self CPU time, with their share and number of calls;
 3. the machine's peak: the best GFLOP/s `torch.mm` reaches over a few large shapes, with the same threads,
    measured before each call (the highest of the run is used: a shared machine's speed drifts).
 
@@ -28,7 +30,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -77,6 +79,7 @@ class Roofline:
     peak_gflops: float
     fusion_ceiling: float
     roofline_ceiling: float
+    top_ops: list[tuple[str, float, int]] = field(default_factory=list)  # (operator, share of self time, calls)
 
 
 def count_flops(fn: Callable[[], object]) -> tuple[float, float]:
@@ -90,15 +93,17 @@ def count_flops(fn: Callable[[], object]) -> tuple[float, float]:
     return float(counter.get_total_flops() - sdpa), float(attention.flops)
 
 
-def time_shares(fn: Callable[[], object]) -> tuple[float, float]:
-    """Shares of self CPU time (products, attention) in one profiled call of `fn`."""
+def time_shares(fn: Callable[[], object], top: int = 0) -> tuple[float, float, list[tuple[str, float, int]]]:
+    """Shares of self CPU time (products, attention) in one profiled call of `fn`, and its `top` operators of most
+    self time as (name, share, calls)."""
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS)
     attention = sum(e.self_cpu_time_total for e in events if "scaled_dot_product" in e.key)
-    return products / total, attention / total
+    ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return products / total, attention / total, [(e.key, e.self_cpu_time_total / total, e.count) for e in ranked]
 
 
 def median_wall(fn: Callable[[], object], repeats: int) -> float:
@@ -127,12 +132,13 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def roofline(name: str, call: str, batch: int, fn: Callable[[], object], peak: float, repeats: int) -> Roofline:
+def roofline(name: str, call: str, batch: int, fn: Callable[[], object], peak: float, repeats: int,
+             top: int = 0) -> Roofline:
     with torch.no_grad():
         fn()  # warm-up (first-call allocations, cached kernels)
     product_flops, attention_flops = count_flops(fn)
     wall = median_wall(fn, repeats)
-    product_share, attention_share = time_shares(fn)
+    product_share, attention_share, top_ops = time_shares(fn, top)
     product_s, attention_s = product_share * wall, attention_share * wall
     return Roofline(
         model=name, batch=batch, call=call, wall_s=wall,
@@ -144,10 +150,11 @@ def roofline(name: str, call: str, batch: int, fn: Callable[[], object], peak: f
         peak_gflops=peak,
         fusion_ceiling=wall / max(product_s + attention_s, 1e-12),
         roofline_ceiling=wall / max((product_flops + attention_flops) / (peak * 1e9), 1e-12),
+        top_ops=top_ops,
     )
 
 
-def model_rooflines(name: str, batch: int, peak: Callable[[], float], repeats: int) -> list[Roofline]:
+def model_rooflines(name: str, batch: int, peak: Callable[[], float], repeats: int, top: int = 0) -> list[Roofline]:
     """peak(): the machine's peak GFLOP/s, asked right before each call is measured."""
     torch.manual_seed(0)
     entry = zoo.get_entry(name)
@@ -156,11 +163,12 @@ def model_rooflines(name: str, batch: int, peak: Callable[[], float], repeats: i
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         codes = tok.encode(images)
-    return [roofline(name, "encode", batch, lambda: tok.encode(images), peak(), repeats),
-            roofline(name, "decode", batch, lambda: tok.decode(codes), peak(), repeats)]
+    return [roofline(name, "encode", batch, lambda: tok.encode(images), peak(), repeats, top),
+            roofline(name, "decode", batch, lambda: tok.decode(codes), peak(), repeats, top)]
 
 
-def generator_rooflines(name: str, batch: int, peak: Callable[[], float], repeats: int) -> list[Roofline]:
+def generator_rooflines(name: str, batch: int, peak: Callable[[], float], repeats: int,
+                        top: int = 0) -> list[Roofline]:
     """One sampling call of a registered generator (random weights; codes only, no image decode)."""
     from zoo.generate import build_generator, get_generator_entry
 
@@ -171,7 +179,7 @@ def generator_rooflines(name: str, batch: int, peak: Callable[[], float], repeat
         tok_entry = zoo.get_entry(entry.tokenizer)
         gen.attach(zoo.build(tok_entry.family, dict(tok_entry.config)).eval())
     labels = torch.arange(batch) * 7 % gen.num_classes
-    return [roofline(name, "sample", batch, lambda: gen.sample(labels, seed=0), peak(), repeats)]
+    return [roofline(name, "sample", batch, lambda: gen.sample(labels, seed=0), peak(), repeats, top)]
 
 
 def render(rows: list[Roofline]) -> str:
@@ -186,6 +194,13 @@ def render(rows: list[Roofline]) -> str:
     return "\n".join(lines)
 
 
+def render_top(rows: list[Roofline]) -> str:
+    """One line per call: its top operators by self CPU time, as ``op share% (calls)``."""
+    return "\n".join(f"{r.model} b{r.batch} {r.call}: " + ", ".join(
+        f"{op.removeprefix('aten::')} {share:.0%} ({calls})" for op, share, calls in r.top_ops)
+        for r in rows if r.top_ops)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="imagefolder-4096", help="tokenizers (comma-separated; '' for none)")
@@ -193,6 +208,7 @@ def main() -> None:
     p.add_argument("--batch-sizes", default="1")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--top", type=int, default=0, help="also list each call's N operators of most self CPU time")
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -210,10 +226,12 @@ def main() -> None:
     jobs += [(name, generator_rooflines) for name in args.generators.split(",") if name]
     for name, measure in jobs:
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            new = measure(name, batch, peak, args.repeats)
+            new = measure(name, batch, peak, args.repeats, args.top)
             rows += new
             print("\n".join(render(new).splitlines()[2:]), flush=True)
     print(render(rows))
+    if args.top:
+        print(render_top(rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump([asdict(r) for r in rows], f, indent=1)

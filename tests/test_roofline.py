@@ -58,3 +58,17 @@ def test_ceilings_bound_the_measured_call(bench):
 def test_peak_is_a_positive_rate(bench, monkeypatch):
     monkeypatch.setattr(bench, "PEAK_SHAPES", ((64, 64, 64),))
     assert bench.machine_peak(repeats=2) > 0
+
+
+def test_top_operators_are_ranked_with_their_calls(bench):
+    """--top: the operators of most self time, descending, with their call counts (one addmm per linear layer)."""
+    torch.manual_seed(0)
+    model = Transformer(64, 2, 4).eval()
+    x = torch.randn(1, 33, 64)
+    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    row = bench.roofline("tiny", "forward", 1, lambda: model(x), peak=50.0, repeats=1, top=1000)
+    shares = [share for _, share, _ in row.top_ops]
+    assert shares == sorted(shares, reverse=True) and 0.999 < sum(shares) <= 1.0 + 1e-9  # every operator listed
+    assert dict((op, calls) for op, _, calls in row.top_ops)["aten::addmm"] == linears
+    assert bench.render_top([row]).startswith("tiny b1 forward: ") and "addmm" in bench.render_top([row])
+    assert bench.roofline("tiny", "forward", 1, lambda: model(x), peak=50.0, repeats=1).top_ops == []
