@@ -36,6 +36,22 @@ def test_default_loads_offline_from_the_package(default, monkeypatch):
     assert size < 20e6
 
 
+def test_the_package_entry_is_data_and_a_users_default_registered_first_is_kept(monkeypatch):
+    """zoo.weights builds the entry without touching the registry; the registry adds it on first use, unless the
+    user registered a model named `default` before that."""
+    import zoo.registry as registry
+    from zoo.weights import default_entry
+
+    others = {k: v for k, v in registry._MODELS.items() if k != "default"} if zoo.list_models() else {}
+    monkeypatch.setattr(registry, "_MODELS", others)
+    monkeypatch.setattr(registry, "_BUILTINS_LOADED", False)  # families stay imported (they registered above)
+    entry = default_entry()
+    assert entry.name == "default" and entry.family == "convfsq" and "default" not in registry._MODELS
+    mine = zoo.ModelEntry(name="default", family="vqgan", config={})
+    registry.register_model(mine)
+    assert zoo.get_entry("default") is mine and "onedpiece-l-256" in zoo.list_models()
+
+
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
 def test_default_beats_the_previous_default_on_held_out_photos(default, name):
     """Held out: scikit-image's photos are in no training recipe of the default (recipes/convfsq/default.yaml)."""

@@ -64,6 +64,20 @@ def test_registry_names_tokenizers_and_gfid():
         get_generator_entry("maskgit-titok-l33")
 
 
+def test_released_names_are_registered_before_any_user_entry(monkeypatch):
+    """Even as the very first use of the registry, a user's entry cannot replace a released name by accident."""
+    import zoo.generate.registry as registry
+
+    monkeypatch.setattr(registry, "_GENERATORS", {})
+    monkeypatch.setattr(registry, "_BUILTINS_LOADED", False)
+    mine = zoo.generate.GeneratorEntry(name="var-d16", family="var", tokenizer="var-vqvae", config={}, sampling={})
+    with pytest.raises(ValueError, match="'var-d16' is already registered.*overwrite=True"):
+        registry.register_generator(mine)
+    assert get_generator_entry("var-d16").hub_file == "var_d16.pth"
+    registry.register_generator(mine, overwrite=True)
+    assert get_generator_entry("var-d16") is mine and set(RELEASED) <= set(list_generators())
+
+
 # ---- tiny official-layout generators: logits and sampled codes match the official implementation ----
 @pytest.fixture(scope="module", params=["bert", "uvit"])
 def tiny_official(request):

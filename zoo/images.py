@@ -382,3 +382,24 @@ def psnr(a: Tensor, b: Tensor) -> Tensor:
     x, y = to_uint8(a).double() / 255, to_uint8(b).double() / 255
     mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-12)
     return 10 * torch.log10(1.0 / mse)
+
+
+# scikit-image's bundled colour photos (no download needed); grey or synthetic images are left out.
+_SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field",
+                   "cat", "motorcycle_left", "motorcycle_right")
+
+
+def skimage_photo_names() -> list[str]:
+    """The names ``skimage:NAME`` accepts (training data, `zoo` commands)."""
+    return list(_SKIMAGE_PHOTOS)
+
+
+def skimage_photo(name: str) -> np.ndarray:
+    """A bundled scikit-image photo, ``[H, W, 3]`` uint8."""
+    from .extras import require
+
+    photos = require("skimage.data", f"the photo skimage:{name}")
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _ = photos.stereo_motorcycle()
+        return left if name.endswith("left") else right
+    return getattr(photos, name)()

@@ -3,25 +3,15 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from torch import Tensor
 
+from .entries import Metric, ModelEntry
 from .errors import UnknownModelError, did_you_mean
 
 StateDict = dict[str, Tensor]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A published or measured number with the protocol that makes it comparable."""
-
-    name: str  # "rFID", "gFID", "PSNR", "zero-shot top-1", ...
-    value: float
-    dataset: str  # "ImageNet-1k val 50k, 256x256"
-    protocol: str = ""  # crop/resize, rounding, feature extractor, reference set
-    source: str = ""  # README / paper table
 
 
 @dataclass(frozen=True)
@@ -65,28 +55,6 @@ class FamilySpec:
         object.__setattr__(self, "config_from_official", config_from_official)
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    """A named, released model."""
-
-    name: str
-    family: str
-    config: Mapping[str, Any]  # our config's fields
-    description: str = ""
-    hub_repo: str | None = None
-    hub_file: str | None = None
-    hub_revision: str | None = None
-    url: str | None = None  # where to download the official file when it is not on the hub
-    checkpoint_format: str = "official"  # "official" (converted on load) or "zoo" (our folder layout)
-    metrics: tuple[Metric, ...] = ()
-    license: str = ""
-    paper: str = ""
-    code: str = ""
-    citation: str = ""
-    tags: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
 _FAMILIES: dict[str, FamilySpec] = {}
 _MODELS: dict[str, ModelEntry] = {}
 _BUILTINS_LOADED = False
@@ -113,7 +81,11 @@ def _load_builtins() -> None:
 
         for module in BUILTIN_FAMILIES:
             importlib.import_module(f"zoo.families.{module}")
-        importlib.import_module("zoo.weights")  # the embedded `default` model, when its weights are packaged
+        from .weights import default_entry
+
+        default = default_entry()  # the embedded `default` model, when its weights are packaged
+        if default is not None and default.name not in _MODELS:
+            _MODELS[default.name] = default
 
 
 def get_family(name: str) -> FamilySpec:

@@ -2,42 +2,20 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
-from typing import Any, Mapping
 
 from ..errors import UnknownModelError, did_you_mean
-from ..registry import Metric
+from .entry import GeneratorEntry
 
-
-@dataclass(frozen=True)
-class GeneratorEntry:
-    """A released (or user-registered) generator.
-
-    config: our `MaskGITConfig` fields; sampling: the published sampler settings (the defaults of `sample`);
-    tokenizer: the registered tokenizer whose codes it models; hub_repo/hub_file: the official weights.
-    """
-
-    name: str
-    family: str
-    config: Mapping[str, Any]
-    sampling: Mapping[str, Any]
-    tokenizer: str
-    description: str = ""
-    hub_repo: str | None = None
-    hub_file: str | None = None
-    hub_revision: str | None = None
-    url: str | None = None
-    metrics: tuple[Metric, ...] = ()
-    license: str = ""
-    paper: str = ""
-    code: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+__all__ = ["GeneratorEntry", "get_generator_entry", "list_generators", "register_generator"]
 
 
 _GENERATORS: dict[str, GeneratorEntry] = {}
+_BUILTINS_LOADED = False
 
 
 def register_generator(entry: GeneratorEntry, overwrite: bool = False) -> GeneratorEntry:
+    """Add a named generator (users may register their own); a released name needs ``overwrite=True``."""
+    _builtins()
     if entry.name in _GENERATORS and not overwrite:
         raise ValueError(f"generator {entry.name!r} is already registered (pass overwrite=True to replace it)")
     _GENERATORS[entry.name] = entry
@@ -45,7 +23,13 @@ def register_generator(entry: GeneratorEntry, overwrite: bool = False) -> Genera
 
 
 def _builtins() -> None:
-    from . import released  # noqa: F401  (registers the released generators on first use)
+    """Register the released generators, once, on first use of the registry."""
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        from .released import RELEASED
+
+        _GENERATORS.update((entry.name, entry) for entry in RELEASED)
 
 
 def get_generator_entry(name: str) -> GeneratorEntry:

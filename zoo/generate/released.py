@@ -1,9 +1,12 @@
 """The released MaskGIT generators of TiTok (bytedance/1d-tokenizer) and One-D-Piece (turingmotors), with the
-sampler settings of their inference / generator configs and their published gFID."""
+sampler settings of their inference / generator configs and their published gFID: `RELEASED`, which
+`zoo.generate.registry` registers on first use."""
 from __future__ import annotations
 
 from ..registry import Metric
-from .registry import GeneratorEntry, register_generator
+from .entry import GeneratorEntry
+
+RELEASED: list[GeneratorEntry] = []
 
 _BERT = dict(codebook_size=4096, num_classes=1000, width=768, depth=24, heads=16, mlp_dim=3072, arch="bert")
 _UVIT = dict(codebook_size=4096, num_classes=1000, width=1024, depth=20, heads=16, mlp_dim=4096, arch="uvit")
@@ -19,7 +22,7 @@ for _tok, _cfg, _n, _steps, _temp, _cfg_scale, _decay, _gfid in (
         ("titok-b64", _BERT, 64, 8, 11.0, 3.0, "linear", 2.48),
         ("titok-s128", _UVIT, 128, 64, 2.8, 6.9, "power-cosine", 1.97)):
     _short = _tok.split("-")[1]
-    register_generator(GeneratorEntry(
+    RELEASED.append(GeneratorEntry(
         name=f"maskgit-{_tok}", family="maskgit", tokenizer=_tok, config={**_cfg, "seq_len": _n},
         # sample_imagenet_titok.py passes softmax_temperature_annealing=True with the config's settings
         sampling=dict(num_steps=_steps, temperature=_temp, guidance=_cfg_scale, guidance_decay=_decay,
@@ -35,7 +38,7 @@ for _tok, _cfg, _n, _steps, _temp, _cfg_scale, _decay, _gfid in (
 
 for _size, _steps, _temp, _cfg_scale, _gfid in (("s", 16, 3.0, 12.5, 2.67), ("b", 16, 2.5, 8.5, 2.70),
                                                  ("l", 16, 3.0, 5.5, 2.35)):
-    register_generator(GeneratorEntry(
+    RELEASED.append(GeneratorEntry(
         name=f"maskgit-onedpiece-{_size}-256", family="maskgit", tokenizer=f"onedpiece-{_size}-256",
         config={**_BERT, "seq_len": 256},
         # eval/generator/sample_imagenet.py reads softmax_temperature_annealing from a config that lacks it
@@ -52,7 +55,7 @@ for _size, _steps, _temp, _cfg_scale, _gfid in (("s", 16, 3.0, 12.5, 2.67), ("b"
     ))
 
 # ImageFolder's VAR-d17: next-scale prediction of both product-quantized branches per position (folded tokens)
-register_generator(GeneratorEntry(
+RELEASED.append(GeneratorEntry(
     name="var-d17-imagefolder-4096", family="var", tokenizer="imagefolder-4096",
     config=dict(scales=[1, 1, 2, 3, 3, 4, 5, 6, 8, 11], code_dim=64, vocab=8192, num_classes=1000, width=1088,
                 depth=17, heads=17, mlp_ratio=4.0, l2_norm=True, groups=2),
@@ -76,7 +79,7 @@ register_generator(GeneratorEntry(
 _VAR_PROTOCOL = ("autoregressive_infer_cfg(cfg=1.5, top_p=0.96, top_k=900, more_smooth=False), 50 per class, saved "
                  "as PNG; OpenAI ADM evaluator against VIRTUAL_imagenet256_labeled.npz")
 for _depth, _params, _gfid in ((16, "310M", 3.55), (20, "600M", 2.95), (24, "1.0B", 2.33), (30, "2.0B", 1.97)):
-    register_generator(GeneratorEntry(
+    RELEASED.append(GeneratorEntry(
         name=f"var-d{_depth}", family="var", tokenizer="var-vqvae",
         config=dict(scales=[1, 2, 3, 4, 5, 6, 8, 10, 13, 16], code_dim=32, vocab=4096, num_classes=1000,
                     width=64 * _depth, depth=_depth, heads=_depth, mlp_ratio=4.0, l2_norm=True, groups=1),

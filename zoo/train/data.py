@@ -22,13 +22,9 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import ConfigError, InputError
-from ..images import decode_image, list_image_files, pil_to_rgb
+from ..images import decode_image, list_image_files, pil_to_rgb, skimage_photo, skimage_photo_names
 from ..shards import expand_braces
 from .recipe import DataConfig
-
-# scikit-image's bundled colour photos (no download needed); grey or synthetic images are left out.
-_SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field",
-                   "cat", "motorcycle_left", "motorcycle_right")
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +42,6 @@ _SKIMAGE_CAPTIONS = {
     "motorcycle_left": "a motorcycle in a workshop",
     "motorcycle_right": "a motorcycle in a workshop",
 }
-
-
-def skimage_photo_names() -> list[str]:
-    return list(_SKIMAGE_PHOTOS)
-
-
-def skimage_photo(name: str) -> np.ndarray:
-    """A bundled scikit-image photo, ``[H, W, 3]`` uint8."""
-    from ..extras import require
-
-    photos = require("skimage.data", f"the photo skimage:{name}")
-    if name in ("motorcycle_left", "motorcycle_right"):
-        left, right, _ = photos.stereo_motorcycle()
-        return left if name.endswith("left") else right
-    return getattr(photos, name)()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -331,7 +331,8 @@ def check_data_paths(data: DataConfig) -> None:
                           "webdataset shards or a Hugging Face dataset name")
     if data.source == "hf":
         return  # a hub name or a local folder; checked when the dataset is opened (needs `datasets`)
-    from .data import expand_braces, skimage_photo_names
+    from ..images import skimage_photo_names
+    from ..shards import expand_braces
 
     for i, p in enumerate(data.paths):
         if p.startswith("skimage:"):

@@ -2,14 +2,14 @@
 
 `default/` holds ``config.json`` + ``model.safetensors`` (a zoo folder) and ``report.json`` (how it was trained and
 how it compares with JPEG on held-out photos; written by ``python -m zoo.train.default_model export``).
-Importing this module registers the entry; `zoo.registry` imports it with the built-in families.
+`zoo.registry` registers `default_entry()` with the built-in families.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..registry import Metric, ModelEntry, _MODELS, register_model
+from ..entries import Metric, ModelEntry
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 
@@ -46,15 +46,15 @@ def _recipe(report: dict) -> str:
             "<the last run>/model (seeded stages on 2 CPU threads; docs/train.md#the-embedded-default-model)")
 
 
-def register_default() -> ModelEntry | None:
-    """Register `default` when its weights are in the package (they are, in a normal install)."""
+def default_entry() -> ModelEntry | None:
+    """The registry entry of `default` when its weights are in the package (they are, in a normal install)."""
     config_path = DEFAULT_DIR / "config.json"
-    if not config_path.is_file() or not (DEFAULT_DIR / "model.safetensors").is_file() or "default" in _MODELS:
+    if not config_path.is_file() or not (DEFAULT_DIR / "model.safetensors").is_file():
         return None
     meta = json.loads(config_path.read_text())
     report_path = DEFAULT_DIR / "report.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    return register_model(ModelEntry(
+    return ModelEntry(
         name="default",
         family=meta["family"],
         config=meta["config"],
@@ -65,7 +65,4 @@ def register_default() -> ModelEntry | None:
         code="recipes/convfsq/default.yaml",
         tags=("embedded", "offline", meta["family"]),
         extra={"package_dir": str(DEFAULT_DIR), "report": report, "recipe": _recipe(report)},
-    ))
-
-
-register_default()
+    )
