@@ -16,7 +16,6 @@ class Metric:
     source: str = ""  # README / paper table
 
 
-
 @dataclass(frozen=True)
 class ModelEntry:
     """A named, released model."""

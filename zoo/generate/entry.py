@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..registry import Metric
+from ..entries import Metric
 
 
 @dataclass(frozen=True)

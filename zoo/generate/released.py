@@ -3,7 +3,7 @@ sampler settings of their inference / generator configs and their published gFID
 `zoo.generate.registry` registers on first use."""
 from __future__ import annotations
 
-from ..registry import Metric
+from ..entries import Metric
 from .entry import GeneratorEntry
 
 RELEASED: list[GeneratorEntry] = []
