@@ -76,6 +76,8 @@ MARKED: list[tuple[str, str]] = [
                                             "(minutes); tests/test_upsample_conv.py checks the layer itself"),
     (r"^python benchmarks/roofline.py", "a benchmark of the source checkout: profiles released-size models "
                                         "(minutes); tests/test_roofline.py checks what it counts on tiny modules"),
+    (r"^python benchmarks/eval_io.py", "a benchmark of the source checkout: evaluates on 32 photos several times "
+                                       "(minutes); tests/test_eval_io.py runs it on two photos"),
     (r"benchmarks/vs_official_generate.py", "needs a checkout of the official repository (fetched by hand) and its "
                                             "dependencies; samples with two released-size generators"),
 ]

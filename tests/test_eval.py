@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +204,37 @@ def test_corrupt_images_are_skipped_with_a_count_or_fail(files, tmp_path):
     assert res["images"] == 4 and res["skipped"] == 2
     with pytest.raises(InputError, match="zz_t"):
         Evaluator(str(d), _config(metrics=("psnr",), on_error="fail")).run(model)
+
+
+def test_reading_ahead_in_a_thread_or_in_workers_gives_the_same_numbers_and_says_where_the_time_went(files,
+                                                                                                    monkeypatch):
+    model = zoo.load(str(files["model"]))
+    runs = {how: Evaluator(str(files["a"]), _config(metrics=("psnr", "ssim", "usage"), **kw)).run(model)
+            for how, kw in {"in the loop": dict(read_ahead=0), "thread": dict(read_ahead=2),
+                            "workers": dict(num_workers=2)}.items()}
+    first = runs["in the loop"]
+    for how, res in runs.items():
+        assert res["images"] == 8 and res["usage"] == first["usage"], how
+        # the thread reads the same batches; two workers batch their own shares, and a pixel of a reconstruction
+        # may round the other way in a batch of another size
+        tol = 1e-12 if how != "workers" else 1e-4
+        assert res["psnr"] == pytest.approx(first["psnr"], abs=tol) and \
+            res["ssim"] == pytest.approx(first["ssim"], abs=tol), how
+        # the whole pass holds the model's time: its rate is the lower one
+        assert 0 < res["images_per_s_wall"] <= res["images_per_s"] and 0 <= res["input_wait_share"] < 1, how
+
+    # a slow reader (0.2 s per image) and a fast model: the report says the loop mostly waited for images
+    from zoo.eval.data import ImageStream
+
+    decode = ImageStream._decode
+
+    def slow(self, key, raw):
+        time.sleep(0.2)
+        return decode(self, key, raw)
+
+    monkeypatch.setattr(ImageStream, "_decode", slow)
+    res = Evaluator(str(files["a"]), _config(metrics=("psnr",), read_ahead=0)).run(model)
+    assert res["input_wait_share"] > 0.3 and res["images_per_s_wall"] < res["images_per_s"] / 2
 
 
 def test_reference_statistics_cached_and_mismatches_refused(files, tmp_path):

@@ -127,22 +127,24 @@ def test_cli_compile_and_channels_last(model_dir, tmp_path, capsys):
                  "-o", str(tmp_path / "rep2")]) == 2
 
 
-def test_prefetched_reads_ahead_in_order():
-    from zoo.cli import prefetched
+def test_read_ahead_reads_the_next_items_while_the_caller_works_and_keeps_order():
+    import threading
 
-    started: list[int] = []
+    from zoo.read_ahead import read_ahead, read_each_ahead
+
+    asked_for_two = threading.Event()
 
     def read(i: int) -> int:
-        started.append(i)
-        time.sleep(0.01)
+        if i == 2:
+            asked_for_two.set()
         return i * i
 
     seen = []
-    for value in prefetched(read, range(6), ahead=2):
+    for value in read_each_ahead(read, range(6), ahead=2):
         seen.append(value)
         if value == 0:
-            time.sleep(0.1)  # the model is busy with batch 0: the next reads run meanwhile
-            assert len(started) >= 3
+            # the caller is busy with item 0: the reader goes on to items 1 and 2 meanwhile
+            assert asked_for_two.wait(timeout=30)
     assert seen == [i * i for i in range(6)]
 
     def broken(i: int) -> int:
@@ -150,8 +152,33 @@ def test_prefetched_reads_ahead_in_order():
             raise OSError("unreadable")
         return i
 
-    with pytest.raises(OSError, match="unreadable"):
-        list(prefetched(broken, range(5)))
+    got = []
+    with pytest.raises(OSError, match="unreadable"):  # raised at the item where it happened, with its own type
+        for value in read_each_ahead(broken, range(5)):
+            got.append(value)
+    assert got == [0, 1]
+
+    pulled = []
+
+    def endless():
+        i = 0
+        while True:
+            pulled.append(i)
+            yield i
+            i += 1
+
+    def readers() -> int:
+        return sum(t.name == "zoo-read-ahead" for t in threading.enumerate())
+
+    before = readers()
+    items = read_ahead(endless(), ahead=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    assert readers() == before + 1
+    items.close()  # the caller stops early: the reader stops too (joined), within `ahead` items
+    assert readers() == before
+    assert len(pulled) <= 3 + 2 + 1
+    with pytest.raises(ValueError, match="ahead"):
+        next(read_ahead([1], ahead=0))
 
 
 def test_channels_last_model_saves_and_reloads(tmp_path):

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 from .errors import InputError, ZooError
 from .outputs import output_dir, output_file, positive_int, renamed_note, unique_stems
@@ -84,38 +84,12 @@ def _batches(items: Sequence[Any], size: int):
 def _image_batches(files: Sequence[Path], size: int, args: argparse.Namespace, desc: str):
     """(file chunk, float [b, 3, size, size] batch) pairs, read with the crop protocol, with a progress bar."""
     from .images import load_images
+    from .read_ahead import read_each_ahead
 
     chunks = list(_batches(files, args.batch_size))
-    batches = prefetched(lambda chunk: load_images(chunk, size=size, crop=args.crop), chunks)
+    batches = read_each_ahead(lambda chunk: load_images(chunk, size=size, crop=args.crop), chunks)
     for chunk, images in _progress(zip(chunks, batches), len(chunks), desc, not args.quiet):
         yield chunk, images
-
-
-def prefetched(read: Callable[[Any], Any], items: Sequence[Any], ahead: int = 2) -> Iterator[Any]:
-    """``read(item)`` for each item, in order, with up to `ahead` reads running in a background thread while the
-    caller works on the current one (image decoding releases the GIL, so reading overlaps the model)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-read") as pool:
-        pending: deque = deque()
-        items = iter(items)
-        try:
-            while True:
-                while len(pending) < ahead + 1:
-                    item = next(items, _DONE)
-                    if item is _DONE:
-                        break
-                    pending.append(pool.submit(read, item))
-                if not pending:
-                    return
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
-
-
-_DONE = object()
 
 
 def _parse_tokens(text: str | None) -> list[int | str] | None:

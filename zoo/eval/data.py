@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import InputError
 from ..images import IMAGE_SUFFIXES, decode_image, list_image_files, prepare, to_tensor, to_uint8
+from ..read_ahead import read_ahead
 from ..shards import existing_and_missing, share
 
 log = logging.getLogger(__name__)
@@ -196,17 +197,22 @@ def _collate(items: list[tuple[str, Tensor | None]]) -> tuple[list[str], Tensor 
 
 
 class Batches:
-    """Iterate ``(keys, uint8 [b, 3, S, S])``; `skipped` counts corrupt images seen so far (this process)."""
+    """Iterate ``(keys, uint8 [b, 3, S, S])``; `skipped` counts corrupt images seen so far (this process).
 
-    def __init__(self, stream: ImageStream, batch_size: int, num_workers: int = 0, pin_memory: bool = False) -> None:
+    With `num_workers` processes the DataLoader reads ahead (4 batches per worker); without, a background thread
+    reads up to `ahead` batches ahead (0: none, each batch is read when the loop asks for it).
+    """
+
+    def __init__(self, stream: ImageStream, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
+                 ahead: int = 2) -> None:
         self.loader = DataLoader(stream, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
                                  pin_memory=pin_memory, prefetch_factor=4 if num_workers else None,
                                  persistent_workers=False)
+        self.ahead = 0 if num_workers else ahead
         self.skipped = 0
-        self.skipped_keys: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[list[str], Tensor]]:
-        for keys, batch, skipped in self.loader:
+        for keys, batch, skipped in (read_ahead(self.loader, self.ahead) if self.ahead else self.loader):
             self.skipped += skipped
             if batch is not None:
                 yield keys, batch
@@ -214,8 +220,10 @@ class Batches:
 
 def loader(data: str | Sequence[str] | DataSpec, size: int, batch_size: int = 16, crop: str = "center",
            on_error: str = "skip", rank: int = 0, world: int = 1, limit: int | None = None,
-           num_workers: int = 0, pin_memory: bool = False) -> Batches:
+           num_workers: int = 0, pin_memory: bool = False, ahead: int = 2) -> Batches:
     """Batches of this process's share of the data, cropped to `size` with `crop`, as uint8; `num_workers`
-    processes read ahead while the model runs (`pin_memory`: page-locked, for fast copies to a GPU)."""
+    processes (else a thread, `ahead` batches) read ahead while the model runs (`pin_memory`: page-locked, for
+    fast copies to a GPU)."""
     spec = data if isinstance(data, DataSpec) else parse_data(data)
-    return Batches(ImageStream(spec, size, crop, on_error, rank, world, limit), batch_size, num_workers, pin_memory)
+    return Batches(ImageStream(spec, size, crop, on_error, rank, world, limit), batch_size, num_workers, pin_memory,
+                   ahead)

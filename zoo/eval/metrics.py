@@ -10,7 +10,6 @@ import math
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..api import Codes
@@ -57,12 +56,19 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
     if min(x.shape[-2:]) < 2 * radius + 1:
         raise InputError(f"SSIM needs images of at least {2 * radius + 1}x{2 * radius + 1}, got "
                          f"{x.shape[-2]}x{x.shape[-1]}")
-    g = _gaussian_window(SSIM_SIGMA, radius, x.dtype, x.device)
-    c = x.shape[1]
-    kh, kw = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
+    taps = _gaussian_window(SSIM_SIGMA, radius, x.dtype, x.device).tolist()
 
-    def blur(t: Tensor) -> Tensor:  # separable, 'valid': only windows fully inside the image
-        return F.conv2d(F.conv2d(t, kh, groups=c), kw, groups=c)
+    def blur(t: Tensor) -> Tensor:
+        """Separable Gaussian, 'valid' (only windows fully inside the image): ``[..., H, W] -> [..., H-2r, W-2r]``.
+        Written as a weighted sum of shifted views, one fused multiply-add per tap: a float64 depthwise conv2d
+        takes PyTorch's slow generic path on a CPU, 5-8x slower for the same sums (same values to 1e-15)."""
+        for dim in (-2, -1):
+            n = t.shape[dim] - 2 * radius
+            out = t.narrow(dim, 0, n) * taps[0]
+            for k in range(1, len(taps)):
+                out.add_(t.narrow(dim, k, n), alpha=taps[k])
+            t = out
+        return t
 
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my

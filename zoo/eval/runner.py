@@ -67,6 +67,7 @@ class EvalConfig:
     on_error: str = "skip"
     limit: int | None = None
     num_workers: int = 0  # image-reading worker processes (DataLoader)
+    read_ahead: int = 2  # without workers: batches a background thread reads ahead (0: read in the loop)
     pin_memory: bool = False  # page-locked batches (faster, asynchronous copies to a GPU)
     ref_stats: str | os.PathLike | None = None  # cached real-side statistics (.npz; may hold {crop}, {size}), read or written
     fid_extractor: Any = None  # "inception" (default), a FeatureExtractor / nn.Module, or "module:factory"
@@ -80,6 +81,8 @@ class EvalConfig:
         bad = [m for m in self.metrics if m not in ALL_METRICS]
         if bad:
             raise InputError(f"unknown metrics {bad}; choose from {', '.join(ALL_METRICS)}")
+        if self.read_ahead < 0:
+            raise InputError(f"read_ahead must be 0 or more, got {self.read_ahead}")
         if self.batch_size < 1:
             raise InputError("batch_size must be at least 1")
         if self.crop != "auto" and self.crop not in CROP_PROTOCOLS:
@@ -134,7 +137,7 @@ class Evaluator:
         rank, world = dist_info()
         c = self.config
         return loader(self.spec, size, c.batch_size, crop, c.on_error, rank, world, c.limit, c.num_workers,
-                      c.pin_memory)
+                      c.pin_memory, c.read_ahead)
 
     def _progress(self, it, desc: str):
         from ..progress import progress
@@ -246,11 +249,13 @@ class Evaluator:
         fake = FeatureStats()
         sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "bits": 0.0}
         extra_sums = {k: 0.0 for k in extra_keys}
-        n, model_seconds = 0, 0.0
+        n, model_seconds, wait_seconds = 0, 0.0, 0.0
         samples: list[tuple[Tensor, Tensor]] = []
         batches = self._batches(size, crop)
+        started = waiting = time.perf_counter()
         for _, batch in self._progress(batches, f"{label['model']} @ {label['num_tokens']}"):
             t0 = time.perf_counter()
+            wait_seconds += t0 - waiting  # the loop had nothing to do but wait for this batch
             rec8, bits, codes, extra = step(batch)
             for k, v in extra.items():
                 extra_sums[k] += v
@@ -274,15 +279,19 @@ class Evaluator:
             if len(samples) * c.batch_size < c.samples:
                 samples.append((org8.cpu(), rec8.cpu()))
             n += batch.shape[0]
+            waiting = time.perf_counter()
+        wall_seconds = time.perf_counter() - started
         total = _sum_all([n, batches.skipped, sums["psnr"], sums["ssim"], sums["lpips"], sums["bits"]]
                          + [extra_sums[k] for k in extra_keys])
         n_all, skipped = int(total[0]), int(total[1])
         if n_all == 0:
             raise InputError(f"no readable images in {self.spec.describe()} ({skipped} corrupt ones skipped)")
-        seconds = _max_all(model_seconds)
+        seconds, wall = _max_all(model_seconds), _max_all(wall_seconds)
         result: dict[str, Any] = dict(label)
         result.update({"images": n_all, "skipped": skipped, "image_size": size, "crop": crop,
-                       "images_per_s": n_all / seconds if seconds > 0 else None})
+                       "images_per_s": n_all / seconds if seconds > 0 else None,
+                       "images_per_s_wall": n_all / wall if wall > 0 else None,
+                       "input_wait_share": _max_all(wait_seconds / wall_seconds if wall_seconds > 0 else 0.0)})
         for i, m in enumerate(("psnr", "ssim", "lpips")):
             if m in want:
                 result[m] = total[2 + i] / n_all
