@@ -10,6 +10,7 @@ the current one come from `python -m zoo.train.default_model report`.
 from pathlib import Path
 
 import pytest
+import torch
 
 import zoo
 from zoo.train.default_model import (bytes_at_psnr, codec_curve, colour_shift, compare_with_codecs, psnr_at,
@@ -34,6 +35,28 @@ def test_default_loads_offline_from_the_package(default, monkeypatch):
     assert spec.scales == (48, 1024) and spec.max_tokens == 1072 and spec.bits_per_token == 8
     size = (Path(entry.extra["package_dir"]) / "model.safetensors").stat().st_size
     assert size < 20e6
+
+
+def test_zoo_reconstruct_photo_without_a_model_uses_the_default_offline(default, tmp_path, monkeypatch, capsys):
+    """The mission's first command, as written: `zoo reconstruct photo.png` (no -m) on a machine with no network."""
+    from PIL import Image
+
+    from zoo.cli import main
+    from zoo.images import load_images, skimage_photo, to_tensor
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(skimage_photo("astronaut")).save("photo.png")
+    assert main(["reconstruct", "photo.png", "-q", "--device", "cpu"]) == 0
+    assert "PSNR" in capsys.readouterr().out
+    written = to_tensor(tmp_path / "reconstructions" / "photo.png")
+    expected = default.reconstruct(load_images([tmp_path / "photo.png"], size=256))[0]
+    assert torch.allclose(written, expected.clamp(0, 1), atol=0.5 / 255 + 1e-6)
+    assert main(["encode", "photo.png", "-q", "--device", "cpu"]) == 0
+    assert zoo.Codes.load(tmp_path / "codes.safetensors").model == "default"
+    # an official checkpoint belongs to a named model: without -m it is refused, not tried on the default
+    assert main(["reconstruct", "photo.png", "--checkpoint", "photo.png", "-q", "--device", "cpu"]) == 2
+    assert "--checkpoint needs -m NAME" in capsys.readouterr().err
 
 
 def test_the_package_entry_is_data_and_a_users_default_registered_first_is_kept(monkeypatch):

@@ -50,7 +50,12 @@ def _device(name: str | None) -> str:
 def _load(args: argparse.Namespace):
     from .loading import load
 
-    tok = load(args.model, checkpoint=getattr(args, "checkpoint", None), device=_device(args.device))
+    checkpoint = getattr(args, "checkpoint", None)
+    if args.model is None:  # -m not given: the command's default model
+        if checkpoint:
+            raise InputError("--checkpoint needs -m NAME: the registered model whose official checkpoint it is")
+        args.model = args.default_model
+    tok = load(args.model, checkpoint=checkpoint, device=_device(args.device))
     return speed_options(tok, args)
 
 
@@ -237,7 +242,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                 scores.extend(psnr(recon, images).tolist())
     grid_path = save_image(make_grid([torch.cat(r) for r in grid_rows]), out / "grid.png")
     labels = ["original"] + [("reconstruction" if k is None else f"{k} tokens") for k in budgets]
-    print(f"wrote {len(files) * len(budgets)} reconstructions and {grid_path} (rows: {' | '.join(labels)})"
+    print(f"wrote {len(files) * len(budgets)} reconstruction(s) and {grid_path} (rows: {' | '.join(labels)})"
           + renamed_note(files, [names[f] for f in files]))
     print(f"PSNR (uint8, last budget): mean {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)")
     return 0
@@ -325,8 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print everything as JSON")
     p.set_defaults(func=cmd_info)
 
-    def common(p: argparse.ArgumentParser, model_required: bool = True) -> None:
-        p.add_argument("-m", "--model", required=model_required, help="registered name, folder, or hf://user/repo")
+    def common(p: argparse.ArgumentParser, model_default: str | None) -> None:
+        """model_default: the model without -m: "default" (the embedded model, so that `zoo reconstruct photo.png`
+        works offline at once), or None where the input names it (decode: the codes file)."""
+        p.add_argument("-m", "--model", help="registered name, folder, or hf://user/repo" +
+                       (f" (default: {model_default}, the embedded model)" if model_default else ""))
+        p.set_defaults(default_model=model_default)
         p.add_argument("--checkpoint", help="official checkpoint file for a registered name (downloaded by hand)")
         p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
         p.add_argument("--batch-size", type=positive_int, default=8)
@@ -335,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reconstruct", help="encode and decode images; write PNGs, a comparison grid, PSNR")
     p.add_argument("images", nargs="+", help="image files or folders")
-    common(p)
+    common(p, model_default="default")
     p.add_argument("-o", "--output", default="reconstructions",
                    help="folder for the PNGs and grid.png (created; default: reconstructions)")
     p.add_argument("--tokens", help="token budgets, e.g. 8,32,256 (variable-length models): one grid column each")
@@ -345,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="images -> a codes file (safetensors)")
     p.add_argument("images", nargs="+")
-    common(p)
+    common(p, model_default="default")
     p.add_argument("-o", "--output", default="codes.safetensors",
                    help="codes file to write (its folder is created), plus NAME.files.txt listing the images")
     p.add_argument("--tokens", help="token budget (variable-length models)")
@@ -355,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decode", help="a codes file -> PNG images")
     p.add_argument("codes")
-    common(p, model_required=False)
+    common(p, model_default=None)
     p.add_argument("-o", "--output", default="decoded", help="folder for the decoded PNGs (created)")
     p.set_defaults(func=cmd_decode)
 
