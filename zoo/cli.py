@@ -242,7 +242,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                 scores.extend(psnr(recon, images).tolist())
     grid_path = save_image(make_grid([torch.cat(r) for r in grid_rows]), out / "grid.png")
     labels = ["original"] + [("reconstruction" if k is None else f"{k} tokens") for k in budgets]
-    print(f"wrote {len(files) * len(budgets)} reconstruction(s) and {grid_path} (rows: {' | '.join(labels)})"
+    written = len(files) * len(budgets)
+    print(f"wrote {written} reconstruction{'' if written == 1 else 's'} and {grid_path} (rows: {' | '.join(labels)})"
           + renamed_note(files, [names[f] for f in files]))
     print(f"PSNR (uint8, last budget): mean {sum(scores) / len(scores):.2f} dB over {len(scores)} image(s)")
     return 0
