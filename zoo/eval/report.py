@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 COLUMNS = [("model", "model", "{}"), ("num_tokens", "tokens", "{}"), ("images", "N", "{}"), ("crop", "crop", "{}"),
            ("bits_per_image", "bits/img", "{:.0f}"), ("psnr", "PSNR dB", "{:.2f}"), ("ssim", "SSIM", "{:.4f}"),
            ("lpips", "LPIPS", "{:.4f}"), ("rfid", "rFID", "{:.3f}"), ("perplexity", "perplexity", "{}"),
-           ("dead", "dead codes", "{}"), ("images_per_s", "img/s", "{:.1f}")]
+           ("dead", "dead codes", "{}"), ("images_per_s", "model img/s", "{:.1f}")]
 
 
 REPORT_FILES = ("report.json", "report.md", "rd.png", "samples.png")
