@@ -207,7 +207,8 @@ def test_corrupt_images_are_skipped_with_a_count_or_fail(files, tmp_path):
 
 
 def test_reading_ahead_in_a_thread_or_in_workers_gives_the_same_numbers_and_says_where_the_time_went(files,
-                                                                                                    monkeypatch):
+                                                                                                    monkeypatch,
+                                                                                                    capsys):
     model = zoo.load(str(files["model"]))
     runs = {how: Evaluator(str(files["a"]), _config(metrics=("psnr", "ssim", "usage"), **kw)).run(model)
             for how, kw in {"in the loop": dict(read_ahead=0), "thread": dict(read_ahead=2),
@@ -235,6 +236,10 @@ def test_reading_ahead_in_a_thread_or_in_workers_gives_the_same_numbers_and_says
     monkeypatch.setattr(ImageStream, "_decode", slow)
     res = Evaluator(str(files["a"]), _config(metrics=("psnr",), read_ahead=0)).run(model)
     assert res["input_wait_share"] > 0.3 and res["images_per_s_wall"] < res["images_per_s"] / 2
+    from zoo.eval.cli import _echo
+
+    _echo(res, rank=0, quiet=False)  # what `zoo eval` prints for each row
+    assert f"{100 * res['input_wait_share']:.0f} % waiting for images" in capsys.readouterr().err
 
 
 def test_reference_statistics_cached_and_mismatches_refused(files, tmp_path):
