@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()
     data = args.data or str(sample_photos(Path(tmp.name) / "photos", args.shorter))
-    settings = [(int(w), int(a)) for w in args.workers.split(",") for a in args.read_ahead.split(",")
-                if not (int(w) and int(a) != int(args.read_ahead.split(",")[0]))]  # read-ahead is moot with workers
+    aheads = [int(a) for a in args.read_ahead.split(",")]
+    settings = []  # (workers, read-ahead): read-ahead is moot with workers, so those run once
+    for workers in (int(w) for w in args.workers.split(",")):
+        settings += [(workers, a) for a in aheads] if workers == 0 else [(workers, aheads[0])]
     print(f"data: {data} ({'given' if args.data else 'real photos, shorter side ' + str(args.shorter)}); "
           f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.device}")
     print("| model | workers | read-ahead | read img/s | model img/s | eval img/s | eval / model | waiting |")
