@@ -2,7 +2,7 @@
 
 Each configuration runs in its own subprocess so its peak memory (CUDA: max allocated; CPU: peak RSS growth over
 the process after model construction) is its own. Weights are random: speed does not depend on them.
-Ratios (bf16 vs fp32, compiled vs eager) are measured side by side in one run.
+Ratios (bf16 / fp16 vs fp32, compiled vs eager) are measured side by side in one run.
 
     python benchmarks/encode_decode.py --models onedpiece-s-256,onedpiece-b-256,onedpiece-l-256 --batch-sizes 1,4
     python benchmarks/encode_decode.py --models titok-l32 --dtypes fp32,bf16 --compile both --device cuda
@@ -30,7 +30,8 @@ def measure(name: str, batch: int, dtype: str, compiled: bool, device: str, toke
     tok.name = name
     size = tok.spec.image_size
     images = torch.rand(batch, 3, size, size, device=device)
-    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bf16")
+    if dtype != "fp32":
+        tok.set_precision(dtype, encode=True)  # encode and decode under autocast (Tokenizer.set_precision)
     encode, decode = tok.encode, tok.decode
     if compiled:
         tok.compile()  # every hot submodule, in place (Tokenizer.compile)
@@ -42,7 +43,7 @@ def measure(name: str, batch: int, dtype: str, compiled: bool, device: str, toke
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode():
         codes = encode(images, num_tokens=tokens)  # warm-up (and compilation)
         decode(codes)
         sync()
@@ -67,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="onedpiece-s-256,onedpiece-b-256,onedpiece-l-256")
     p.add_argument("--batch-sizes", default="1,4")
-    p.add_argument("--dtypes", default="fp32", help="fp32,bf16")
+    p.add_argument("--dtypes", default="fp32", help="fp32,bf16,fp16 (autocast of encode and decode)")
     p.add_argument("--compile", default="no", choices=["no", "yes", "both"])
     p.add_argument("--tokens", default="", help="token budgets for variable-length models, e.g. 32,128,256")
     p.add_argument("--device", default="cpu")

@@ -76,6 +76,11 @@ MARKED: list[tuple[str, str]] = [
                                             "(minutes); tests/test_upsample_conv.py checks the layer itself"),
     (r"^python benchmarks/roofline.py", "a benchmark of the source checkout: profiles released-size models "
                                         "(minutes); tests/test_roofline.py checks what it counts on tiny modules"),
+    (r"^zoo (eval|reconstruct) .*--precision bf16.* --device cuda",
+     "needs a GPU: this CPU emulates bf16 (50-400x slower); tests/test_precision.py runs --precision on a tiny model"),
+    (r"^python benchmarks/precision.py", "a benchmark of the source checkout: encodes and decodes photos in bf16 and "
+                                         "fp16 (this CPU emulates them: minutes); tests/test_precision.py runs it "
+                                         "on a tiny model"),
     (r"^python benchmarks/eval_io.py", "a benchmark of the source checkout: evaluates on 32 photos several times "
                                        "(minutes); tests/test_eval_io.py runs it on two photos"),
     (r"benchmarks/vs_official_generate.py", "needs a checkout of the official repository (fetched by hand) and its "

@@ -5,9 +5,11 @@ converts to its own normalisation inside `_encode` / `_decode`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -15,11 +17,13 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, InputError, PrecisionError
 
 __all__ = ["Codes", "Latents", "TokenizerSpec", "Tokenizer", "check_images", "weights_fingerprint"]
 
 FINGERPRINT_SAMPLE = 1 << 16
+# `Tokenizer.set_precision` names -> the autocast dtype (None: no autocast)
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def weights_fingerprint(family: str, config: Any, state_dict: Any) -> str:
@@ -442,6 +446,15 @@ def check_images(images: Any, image_size: int | None = None) -> Tensor:
 # --------------------------------------------------------------------------------------------------------------
 # Tokenizer
 # --------------------------------------------------------------------------------------------------------------
+def cpu_has_native(precision: str) -> bool:
+    """Whether oneDNN runs `precision` ("bf16" / "fp16") natively on this CPU, rather than emulating it slowly."""
+    check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[precision]
+    try:
+        return bool(getattr(torch.ops.mkldnn, check)())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class Tokenizer(nn.Module):
     """Base class of every family.
 
@@ -529,8 +542,10 @@ class Tokenizer(nn.Module):
         spec = self.spec
         images = check_images(images, spec.image_size)
         self._check_budget(num_tokens)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast("encode"):
             codes = self._encode(self._input_layout(images.to(self.device, self.dtype)), num_tokens, **kwargs)
+        if isinstance(codes, Latents):
+            codes.values = self._full_precision(codes.values, "encode")
         return self._stamp(codes)
 
     def _stamp(self, codes: Codes | Latents) -> Codes | Latents:
@@ -565,8 +580,9 @@ class Tokenizer(nn.Module):
                 f"{self.fingerprint}): decode them with the model (folder and weights) that encoded them")
         self._check_layout(codes)
         self._check_decodable(codes)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast("decode"):
             images = self._decode(codes.to(self.device))
+        images = self._full_precision(images, "decode")
         return images.clamp(0.0, 1.0) if clamp else images
 
     def _decode_continuous(self, latents: Latents, clamp: bool) -> Tensor:
@@ -576,8 +592,9 @@ class Tokenizer(nn.Module):
         if latents.fingerprint is not None and latents.fingerprint != self.fingerprint:
             raise InputError(f"these latents were made by another model ({latents.model or 'unnamed'}, fingerprint "
                              f"{latents.fingerprint}) than this {self.name or self.family} ({self.fingerprint})")
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast("decode"):
             images = self._decode_latents(latents.values.to(self.device, self.dtype))
+        images = self._full_precision(images, "decode")
         return images.clamp(0.0, 1.0) if clamp else images
 
     def reconstruct(self, images: Tensor, num_tokens: int | str | None = None, clamp: bool = True,
@@ -694,6 +711,58 @@ class Tokenizer(nn.Module):
         self.to(memory_format=torch.channels_last)
         self._channels_last = True
         return self
+
+    def set_precision(self, precision: str = "bf16", encode: bool = False) -> "Tokenizer":
+        """Run `decode` (with ``encode=True`` also `encode`) under `torch.autocast` in "bf16" or "fp16"; "fp32"
+        turns it off (the default). Returns self.
+
+        Decode only keeps the codes bit for bit: `encode` still runs in the weights' precision, so they are the
+        fp32 model's codes, and only the images change (by what reduced-precision products change). With
+        ``encode=True`` the encoder's features change in their last bits; every quantizer computes its distances
+        in fp32, but a feature near a tie between two codes can flip, so a share of the indices differs from the
+        fp32 codes, in every family (docs/speed.md, "Precision", measures how many). Weights stay as they are;
+        images (and a continuous model's latents) come back in the model's dtype. fp16 can overflow where bf16
+        cannot: a non-finite output raises `PrecisionError`. `encode_latents` / `decode_latents` (training) are
+        not affected: wrap them in `torch.autocast` yourself.
+        """
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if PRECISIONS[precision] is None and encode:
+            raise InputError("encode=True goes with a reduced precision ('bf16' or 'fp16'), not 'fp32'")
+        device_type = self.device.type
+        if PRECISIONS[precision] is not None and not torch.amp.is_autocast_available(device_type):
+            raise InputError(f"torch.autocast is not available on {device_type}: use precision 'fp32' there")
+        if PRECISIONS[precision] is not None and device_type == "cpu" and not cpu_has_native(precision):
+            warnings.warn(f"this CPU has no native {precision} kernels (no AVX512-BF16 / AVX512-FP16 / AMX): "
+                          f"convolutions and matrix products in {precision} run 50-400x slower than in fp32 here; "
+                          "keep fp32 on this CPU (reduced precision pays on a GPU)", stacklevel=2)
+        self._precision = (precision, bool(encode))
+        return self
+
+    @property
+    def precision(self) -> str:
+        """What `set_precision` chose: "fp32", or e.g. "bf16 decode" / "bf16 encode+decode"."""
+        name, encode = getattr(self, "_precision", ("fp32", False))
+        return name if PRECISIONS[name] is None else f"{name} {'encode+decode' if encode else 'decode'}"
+
+    def _reduced(self, stage: str) -> torch.dtype | None:
+        """The autocast dtype of `stage` ("encode" / "decode"), None when it runs in the weights' precision."""
+        name, encode = getattr(self, "_precision", ("fp32", False))
+        return None if stage == "encode" and not encode else PRECISIONS[name]
+
+    def _autocast(self, stage: str) -> contextlib.AbstractContextManager:
+        dtype = self._reduced(stage)
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    def _full_precision(self, out: Tensor, stage: str) -> Tensor:
+        """An output of `stage` run under `_autocast`: refused when it overflowed, else in the model's dtype."""
+        if self._reduced(stage) is None:
+            return out
+        if not bool(torch.isfinite(out).all()):
+            raise PrecisionError(f"{stage} in {self.precision} gave non-finite values (the reduced precision's "
+                                 "range overflowed inside the model): use set_precision('bf16'), which has fp32's "
+                                 "range, or set_precision('fp32')")
+        return out.to(self.dtype)
 
     def _input_layout(self, images: Tensor) -> Tensor:
         if getattr(self, "_channels_last", False):

@@ -60,7 +60,13 @@ def _load(args: argparse.Namespace):
 
 
 def speed_options(tok, args: argparse.Namespace):
-    """--channels-last and --compile (same codes and images within float rounding; see Tokenizer.compile)."""
+    """--channels-last and --compile (same codes and images within float rounding; see Tokenizer.compile), and
+    --precision / --precision-encode (Tokenizer.set_precision)."""
+    precision, encode = getattr(args, "precision", None) or "fp32", getattr(args, "precision_encode", False)
+    if encode and precision == "fp32":
+        raise InputError("--precision-encode needs --precision bf16 or fp16: the precision to encode in")
+    if precision != "fp32":
+        tok.set_precision(precision, encode=encode)
     if getattr(args, "channels_last", False):
         tok.to_channels_last()
     if getattr(args, "compile", None):
@@ -73,6 +79,10 @@ def add_speed_options(p: argparse.ArgumentParser) -> None:
                    help="torch.compile the model (backend inductor unless named; the first batch of each shape "
                         "compiles, which pays off over many images)")
     p.add_argument("--channels-last", action="store_true", help="convolutions in channels-last memory layout")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="decode under autocast in this precision (default fp32); the codes stay the fp32 model's")
+    p.add_argument("--precision-encode", action="store_true",
+                   help="encode under --precision too (faster on a GPU; a share of the codes can differ from fp32)")
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool = True):
@@ -258,6 +268,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     budget = _parse_tokens(args.tokens)
     if budget and len(budget) != 1:
         raise InputError("zoo encode takes one --tokens value")
+    if args.precision != "fp32" and not args.precision_encode:
+        raise InputError(f"zoo encode only encodes, and --precision {args.precision} alone changes decoding: add "
+                         "--precision-encode to encode in it (a share of the codes can then differ from fp32's)")
     target = output_file(args.output)
     listing = output_file(_files_list(target))
     tok = _load(args)

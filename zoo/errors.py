@@ -28,6 +28,10 @@ class CheckpointError(ZooError, RuntimeError):
     """A checkpoint that does not fit: missing, unexpected or mis-shaped keys, a corrupt file."""
 
 
+class PrecisionError(ZooError, RuntimeError):
+    """Reduced-precision inference that left the number range (fp16 overflow: non-finite outputs)."""
+
+
 class OfflineError(ZooError, RuntimeError):
     """A file that must come from the network while the network (or the hub) cannot be reached."""
 

@@ -203,6 +203,8 @@ def _unavailable_metrics(evaluator: Any, metrics: list[str], explicit: bool) -> 
 
 
 def _echo(r: dict, rank: int, quiet: bool) -> None:
+    from .report import model_label
+
     if rank or quiet:
         return
     parts = [f"{k}={r[k]:.4g}" for k in ("psnr", "ssim", "lpips", "rfid", "bits_per_image") if r.get(k) is not None]
@@ -211,7 +213,7 @@ def _echo(r: dict, rank: int, quiet: bool) -> None:
         # whether the run is bound by the model or by reading images (raise --workers when the wait is large)
         speed = (f" ({r['images_per_s']:.3g} img/s model, {r['images_per_s_wall']:.3g} img/s whole pass, "
                  f"{100 * r.get('input_wait_share', 0.0):.0f} % waiting for images)")
-    print(f"{r['model']} @ {r['num_tokens']}: " + " ".join(parts) + speed, file=sys.stderr)
+    print(f"{model_label(r)} @ {r['num_tokens']}: " + " ".join(parts) + speed, file=sys.stderr)
 
 
 def _init_distributed() -> None:

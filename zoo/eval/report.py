@@ -61,6 +61,12 @@ def versions() -> dict[str, str]:
     return out
 
 
+def model_label(r: dict) -> str:
+    """The model's name, with the precision it ran in when that was not fp32 (its numbers differ from fp32's)."""
+    precision = r.get("precision")
+    return r["model"] if precision in (None, "fp32") else f"{r['model']} ({precision})"
+
+
 def _cell(r: dict, key: str, fmt: str) -> str:
     if key in ("perplexity", "dead"):
         groups = r.get("usage")
@@ -71,6 +77,8 @@ def _cell(r: dict, key: str, fmt: str) -> str:
     v = r.get(key)
     if v is None:
         return "–"
+    if key == "model":
+        return model_label(r)
     if key == "bits_per_image" and r.get("continuous"):  # float16 latents: not a code (see the protocol notes)
         return fmt.format(v) + "*"
     try:
@@ -169,7 +177,7 @@ def rd_plot(results: Sequence[dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4), squeeze=False)
     series: dict[str, list[dict]] = {}
     for r in points:
-        series.setdefault(r["model"], []).append(r)
+        series.setdefault(model_label(r), []).append(r)
     for ax, m in zip(axes[0], metrics):
         for name, rs in series.items():
             rs = sorted((r for r in rs if m in r), key=lambda r: r["bits_per_image"])

@@ -193,7 +193,7 @@ class Evaluator:
             return to_uint8(model.decode(codes)), bits, None if continuous else codes, {}
 
         label = {"model": model.name or spec.family, "family": spec.family,
-                 "num_tokens": num_tokens or spec.max_tokens}
+                 "num_tokens": num_tokens or spec.max_tokens, "precision": getattr(model, "precision", "fp32")}
         if continuous:
             label.update({"continuous": True, "bits_note": CONTINUOUS_BITS_NOTE})
         crop = self.config.crop_for(getattr(spec, "eval_crop", None))
