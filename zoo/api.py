@@ -759,9 +759,11 @@ class Tokenizer(nn.Module):
         if self._reduced(stage) is None:
             return out
         if not bool(torch.isfinite(out).all()):
+            fix = ("use set_precision('bf16'), which has fp32's range, or set_precision('fp32')"
+                   if self._reduced(stage) == torch.float16 else "run it in fp32 (set_precision('fp32')) to see "
+                   "whether the model itself gives them")
             raise PrecisionError(f"{stage} in {self.precision} gave non-finite values (the reduced precision's "
-                                 "range overflowed inside the model): use set_precision('bf16'), which has fp32's "
-                                 "range, or set_precision('fp32')")
+                                 f"range overflowed inside the model): {fix}")
         return out.to(self.dtype)
 
     def _input_layout(self, images: Tensor) -> Tensor:
