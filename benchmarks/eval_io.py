@@ -70,25 +70,35 @@ def read_rate(data: str, size: int, batch: int, limit: int | None, workers: int,
     return n / (time.perf_counter() - t)
 
 
+def add_photo_options(p: argparse.ArgumentParser) -> None:
+    """The options of the photo benchmarks (this one and benchmarks/precision.py): data, batch, threads, device."""
+    p.add_argument("--data", default=None, help="images to read instead of the sample photos")
+    p.add_argument("--shorter", type=int, default=500, help="the sample photos' shorter side (0: as they are)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+
+
+def photo_data(args: argparse.Namespace, tmp: Path) -> str:
+    """Sets the thread count; returns `--data`, or a folder of the sample photos made under `tmp`."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args.data or str(sample_photos(tmp / "photos", args.shorter))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default=None)
-    p.add_argument("--shorter", type=int, default=500)
+    add_photo_options(p)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--models", default="default,onedpiece-s-256")
     p.add_argument("--workers", default="0,1")
     p.add_argument("--read-ahead", default="0,2")
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be 1 or more (a warm-up pass runs before them)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()
-    data = args.data or str(sample_photos(Path(tmp.name) / "photos", args.shorter))
+    data = photo_data(args, Path(tmp.name))
     aheads = [int(a) for a in args.read_ahead.split(",")]
     settings = []  # (workers, read-ahead): read-ahead is moot with workers, so those run once
     for workers in (int(w) for w in args.workers.split(",")):

@@ -31,7 +31,7 @@ import torch
 import zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_io import build, sample_photos  # noqa: E402  (the same photos and models as the evaluation benchmark)
+from eval_io import add_photo_options, build, photo_data  # noqa: E402  (the same photos and models as the evaluation benchmark)
 
 from zoo.eval.metrics import psnr  # noqa: E402
 from zoo.images import list_image_files, load_images, to_uint8  # noqa: E402
@@ -96,26 +96,21 @@ def compare(tok, batches: list[torch.Tensor], precision: str, repeats: int) -> d
 def ratio_cell(ms: dict[str, float | None], mode: str) -> str:
     if ms["fp32"] is None:
         return "–"
-    return f"{ms['fp32']:.0f} / {ms[mode]:.0f} ({ms['fp32'] / ms[mode]:.2f})"
+    return f"{ms['fp32']:.3g} / {ms[mode]:.3g} ({ms['fp32'] / ms[mode]:.2f})"
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_photo_options(p)
+    p.add_argument("--images", type=int, default=16, help="how many photos (default 16)")
     p.add_argument("--models", default="default")
     p.add_argument("--precisions", default="bf16,fp16")
-    p.add_argument("--images", type=int, default=16, help="how many photos (default 16)")
-    p.add_argument("--data", default=None, help="a folder of images instead of the sample photos")
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3, help="timed rounds after the first (0: no timing)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.repeats < 0:
         p.error("--repeats must be 0 (values only, no timing) or more")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()
-    folder = args.data or str(sample_photos(Path(tmp.name) / "photos", 500))
+    folder = photo_data(args, Path(tmp.name))
     files = list_image_files([folder])[:args.images]
     print(f"{len(files)} photos from {folder}; batch {args.batch_size}, {torch.get_num_threads()} threads, "
           f"{args.device}, median of {args.repeats}")

@@ -156,4 +156,4 @@ def test_benchmark_prints_agreement_psnr_and_times(bench, model_dir, tmp_path, c
     for cell in (enc, dec):  # "fp32 ms / bf16 ms (ratio)"
         times, ratio = cell.split(" (")
         fp32_ms, p_ms = (float(t) for t in times.split(" / "))
-        assert fp32_ms > 0 and p_ms > 0 and float(ratio.rstrip(")")) == pytest.approx(fp32_ms / p_ms, rel=0.05)
+        assert fp32_ms > 0 and p_ms > 0 and float(ratio.rstrip(")")) == pytest.approx(fp32_ms / p_ms, rel=0.01, abs=0.006)
