@@ -59,6 +59,30 @@ def test_encode_then_decode_round_trip(model_dir, photo_files, tmp_path):
         assert torch.equal(to_tensor(out / p.name), to_tensor(rec / p.name))
 
 
+def test_reading_workers_give_the_same_files_in_the_same_order(model_dir, photo_files, tmp_path, capsys):
+    """--workers 2 (worker processes, as on a GPU) writes what the background thread writes, in the files' order,
+    and a corrupt image read in a worker is the same one-line error."""
+    common = ["-m", str(model_dir), "--device", "cpu", "--batch-size", "1", "-q"]
+    files = [str(p) for p in (photo_files[2], photo_files[0], photo_files[1])]  # not sorted: order must hold
+    for workers in ("0", "2"):
+        assert main(["reconstruct", *files, "-o", str(tmp_path / f"rec{workers}"), "--workers", workers, *common]) == 0
+        assert main(["encode", *files, "-o", str(tmp_path / f"codes{workers}.safetensors"), "--workers", workers,
+                     *common]) == 0
+    for name in ("grid.png", *(p.name for p in photo_files)):
+        assert (tmp_path / "rec0" / name).read_bytes() == (tmp_path / "rec2" / name).read_bytes(), name
+    assert torch.equal(zoo.Codes.load(tmp_path / "codes0.safetensors").indices,
+                       zoo.Codes.load(tmp_path / "codes2.safetensors").indices)
+    assert (tmp_path / "codes2.files.txt").read_text().split() == files
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(photo_files[0].read_bytes()[:200])
+    capsys.readouterr()
+    assert main(["reconstruct", files[0], str(broken), "-o", str(tmp_path / "bad"), "--workers", "1", *common]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.png" in err[0] and "Traceback" not in err[0], err
+    assert main(["encode", files[0], "--workers", "-1", *common]) == 2
+    assert "--workers must be 0 or more" in capsys.readouterr().err
+
+
 def test_bad_input_exits_2_with_one_line(model_dir, photo_files, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(photo_files[0].read_bytes()[:200])

@@ -46,22 +46,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", help="codecs at the tokenizer's bytes for rate–distortion: jpeg,webp (highest "
                                        "quality at or below the bytes, plus PSNR interpolated at exactly them)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--workers", type=int, default=None,
-                   help="image-reading worker processes (default: on a GPU min(8, CPUs/2), pinned memory; on a "
-                        "CPU 0, since the model needs the cores)")
-    from ..cli import add_speed_options
+    from ..cli import add_speed_options, add_workers_option
 
+    add_workers_option(p)
     add_speed_options(p)
     p.set_defaults(func=cmd_eval)
-
-
-def _workers(requested: int | None, device: str) -> int:
-    """Image-reading processes: as asked, else some on a GPU (reading overlaps the model) and none on a CPU."""
-    if requested is not None:
-        if requested < 0:
-            raise InputError(f"--workers must be 0 or more, got {requested}")
-        return requested
-    return min(8, (os.cpu_count() or 2) // 2) if device.startswith("cuda") else 0
 
 
 def load_suite(name: str) -> dict[str, Any]:
@@ -93,7 +82,7 @@ def _split(text: Any) -> list[str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..cli import _device, _parse_tokens, speed_options
+    from ..cli import _device, _parse_tokens, reading_workers, speed_options
     from ..loading import load
     from .report import mark_report_stale, write_report
     from .runner import ALL_METRICS, EvalConfig, Evaluator, dist_info
@@ -123,7 +112,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         on_error=pick("on_error", "skip"), limit=limit, ref_stats=pick("ref_stats", None),
         fid_extractor=args.fid_extractor, inception_weights=args.inception_weights,
         lpips_net=pick("lpips_net", "alex"), lpips_weights=args.lpips_weights, progress=not args.quiet,
-        num_workers=_workers(args.workers, device), pin_memory=device.startswith("cuda"))
+        num_workers=reading_workers(args.workers, device), pin_memory=device.startswith("cuda"))
     evaluator = Evaluator(data, config)
     skipped = _unavailable_metrics(evaluator, metrics, explicit=args.metrics is not None)
     if skipped:
