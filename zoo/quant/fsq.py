@@ -65,8 +65,9 @@ class FiniteScalarQuantizer(nn.Module):
 
     @torch.no_grad()
     def quantize(self, z: Tensor) -> Tensor:
-        """Indices ``[...]`` of pre-quantization vectors ``[..., D]``."""
-        return self.indices_from_digits(torch.round(self.bound(z)))
+        """Indices ``[...]`` of pre-quantization vectors ``[..., D]`` (bounded and rounded in fp32, also under
+        autocast: a reduced-precision tanh would move values across the rounding boundaries)."""
+        return self.indices_from_digits(torch.round(self.bound(z.float())))
 
     def lookup(self, indices: Tensor) -> Tensor:
         """Indices ``[...]`` -> quantized vectors ``[..., D]`` in [-1, 1]."""
